@@ -1,0 +1,57 @@
+"""The ``sarjepa`` command. Subcommands live in :mod:`benchmark.commands`, one module each."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from benchmark import __version__
+from benchmark.errors import SarjepaError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand found in ``benchmark.commands``."""
+    parser = argparse.ArgumentParser(
+        prog="sarjepa",
+        description="Self-supervised pretraining (SAR-JEPA and baselines) and few-shot "
+        "benchmarks for SAR target recognition.",
+    )
+    parser.add_argument("--version", action="version", version=f"sarjepa {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks for input errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import benchmark.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"benchmark.commands.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except SarjepaError as exc:
+        if debug:
+            raise
+        print(f"sarjepa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sarjepa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

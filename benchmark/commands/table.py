@@ -1,0 +1,36 @@
+"""``sarjepa table RUN_DIR``: regenerate runs.csv / summary.{csv,md,tex} from a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "table",
+        help="aggregate a run folder into CSV / Markdown / LaTeX tables",
+        description="Collect every finished cell (result.json, or an authors' Dassl log.txt) "
+        "under RUN_DIR and write runs.csv, summary.csv, summary.md and summary.tex. A pure "
+        "function of the folder: regenerating gives byte-identical files.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", default=None, help="where to write the tables (default: RUN_DIR)")
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="METHOD",
+        help="add a paired comparison across seeds against this method (comparison.csv)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.tables import write_tables
+
+    res = write_tables(args.run_dir, args.out, reference=args.reference)
+    for w in res["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    print(res["markdown"])
+    print(f"{len(res['runs'])} runs; wrote " + ", ".join(res["files"]))
+    return 0

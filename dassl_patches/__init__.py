@@ -1,0 +1,1 @@
+"""Single-channel SAR image I/O and transforms (the authors patched Dassl for these)."""

@@ -1,0 +1,1 @@
+"""sarjepa pretraining: ViT encoders, targets, masking, methods and the training engine."""

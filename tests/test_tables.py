@@ -1,0 +1,155 @@
+"""Tables and plots are a pure function of a run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.errors import SarjepaError
+from benchmark.tables import collect_runs, parse_dassl_log, write_tables
+
+ACC = {  # (method, protocol, shots) -> accuracies for seeds 0, 1, 2
+    ("random", "linear", 10): [20.0, 22.0, 27.0],
+    ("sarjepa", "linear", 10): [30.0, 35.0, 31.0],
+    ("random", "linear", 20): [25.0, 25.0, 28.0],
+    ("sarjepa", "linear", 20): [40.0, 42.0, 47.0],
+}
+
+
+def _write_result(
+    root: Path, method: str, protocol: str, shots: int, seed: int, acc: float
+) -> None:
+    trainer = {"linear": "MIM_linear", "finetune": "MIM_finetune"}[protocol]
+    d = root / "output" / "MSTAR_SOC" / trainer / f"{method}_{shots}shots" / f"seed{seed}"
+    d.mkdir(parents=True)
+    res = {
+        "format": "sarjepa-result/1",
+        "dataset": "MSTAR_SOC",
+        "trainer": trainer,
+        "method": method,
+        "shots": shots,
+        "seed": seed,
+        "metrics": {"accuracy": acc, "error": 100 - acc, "macro_f1": acc - 1, "total": 100},
+        "provenance": {"wall_time_s": 1.5, "checkpoint_sha256": "ab", "split_hash": "cd"},
+    }
+    (d / "result.json").write_text(json.dumps(res))
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    for (method, protocol, shots), accs in ACC.items():
+        for seed, acc in enumerate(accs):
+            _write_result(tmp_path, method, protocol, shots, seed, acc)
+    return tmp_path
+
+
+def test_summary_statistics_match_hand_computation(run_dir: Path) -> None:
+    res = write_tables(run_dir)
+    row = next(s for s in res["summary"] if (s["method"], s["shots"]) == ("sarjepa", 10))
+    xs = [30.0, 35.0, 31.0]
+    mean = sum(xs) / 3
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / 3)  # ddof=0, as Dassl's parse_test_res
+    assert row["n"] == 3
+    assert row["accuracy_mean"] == pytest.approx(mean)
+    assert row["accuracy_std"] == pytest.approx(std)
+    assert row["accuracy_ci95"] == pytest.approx(1.96 * std / math.sqrt(3))
+    assert row["macro_f1_mean"] == pytest.approx(mean - 1)
+    md = (run_dir / "summary.md").read_text()
+    assert f"**{mean:.1f} ± {std:.1f}**" in md  # sarjepa is best at 10 shots
+    assert "| random | 23.0 ± 2.9 |" in md
+    assert (run_dir / "summary.tex").read_text().count("\\textbf{") == 2
+    lines = (run_dir / "runs.csv").read_text().splitlines()
+    assert len(lines) == 1 + 12
+    assert lines[0].startswith("method,dataset,shots,seed,protocol,accuracy,macro_f1")
+
+
+def test_regeneration_is_byte_identical(run_dir: Path) -> None:
+    write_tables(run_dir, reference="random")
+    names = ["runs.csv", "summary.csv", "summary.md", "summary.tex", "comparison.csv"]
+    first = {n: (run_dir / n).read_bytes() for n in names}
+    write_tables(run_dir, reference="random")
+    assert first == {n: (run_dir / n).read_bytes() for n in names}
+
+
+def test_paired_comparison_against_reference(run_dir: Path) -> None:
+    res = write_tables(run_dir, reference="random")
+    row = next(c for c in res["comparison"] if c["shots"] == 10)
+    d = [10.0, 13.0, 4.0]
+    mean = sum(d) / 3
+    sd1 = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    t = mean / (sd1 / math.sqrt(3))
+    from scipy import stats
+
+    assert row["diff_mean"] == pytest.approx(mean)
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), df=2))
+    with pytest.raises(SarjepaError, match="reference method 'nope'"):
+        write_tables(run_dir, reference="nope")
+
+
+def test_corrupt_result_is_skipped_with_warning(run_dir: Path) -> None:
+    bad = (
+        run_dir / "output" / "MSTAR_SOC" / "MIM_linear" / "random_10shots" / "seed0" / "result.json"
+    )
+    bad.write_text("{not json")
+    runs, warnings = collect_runs(run_dir)
+    assert len(runs) == 11
+    assert len(warnings) == 1 and "seed0" in warnings[0]
+
+
+DASSL_LOG = """epoch [40/40] batch [1/1] loss 0.1 acc 100.0 lr 1.0e-05
+Finish training
+Deploy the last-epoch model
+Evaluate on the *test* set
+=> result
+* total: 2,425
+* correct: 2,213
+* accuracy: 91.3%
+* error: 8.7%
+* macro_f1: 90.5%
+Elapsed: 0:01:02
+"""
+
+
+def test_reads_authors_dassl_run_folders(tmp_path: Path) -> None:
+    for seed, acc in [(1, "91.3"), (2, "89.7")]:
+        d = tmp_path / "MSTAR_SOC" / "MIM_finetune" / "vit_b16_10shots" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "log.txt").write_text(DASSL_LOG.replace("91.3", acc))
+    unfinished = tmp_path / "MSTAR_SOC" / "MIM_finetune" / "vit_b16_10shots" / "seed3"
+    unfinished.mkdir()
+    (unfinished / "log.txt").write_text("epoch [1/40]\n")
+    assert parse_dassl_log(unfinished / "log.txt") == {}
+    runs, _ = collect_runs(tmp_path)
+    assert [(r.method, r.protocol, r.shots, r.seed, r.accuracy) for r in runs] == [
+        ("vit_b16", "finetune", 10, 1, 91.3),
+        ("vit_b16", "finetune", 10, 2, 89.7),
+    ]
+    assert runs[0].macro_f1 == 90.5
+
+
+def test_cli_table_and_plot(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["table", str(run_dir)]) == 0
+    assert "### linear" in capsys.readouterr().out
+    assert main(["plot", str(run_dir)]) == 0
+    png = run_dir / "accuracy_vs_shots.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    first = png.read_bytes()
+    assert main(["plot", str(run_dir)]) == 0
+    assert png.read_bytes() == first
+    assert main(["table", str(run_dir / "missing")]) == 2
+
+
+def test_plot_pretrain(tmp_path: Path) -> None:
+    log = tmp_path / "run" / "log.txt"
+    log.parent.mkdir()
+    log.write_text(
+        "\n".join(json.dumps({"epoch": e, "loss": 1 / (e + 1), "lr": 1e-3}) for e in range(5))
+    )
+    assert main(["plot-pretrain", str(log), "--out", str(tmp_path / "curves")]) == 0
+    assert (tmp_path / "curves.png").exists() and (tmp_path / "curves.pdf").exists()
+    (tmp_path / "bad.txt").write_text("nope\n")
+    assert main(["plot-pretrain", str(tmp_path / "bad.txt")]) == 2
