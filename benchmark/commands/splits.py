@@ -1,0 +1,86 @@
+"""``sarjepa splits``: write the few-shot split a benchmark cell uses, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+DESCRIPTION = """\
+List the dataset, draw the K-shot split of one seed exactly as `sarjepa train` does, and write
+{"train": [...], "val": [...], "test": [...]}: image paths relative to the dataset folder (with /
+separators) in the order the harness uses them. The file's sha256 is the split_hash recorded in
+result.json. Datasets: MSTAR_SOC, New_FUSAR, SAR_ACD, SARFolder (lower-case names work).
+Trailing KEY VALUE pairs override the config (e.g. DATASET.SARFOLDER.TEST_FRACTION 0.8)."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "splits",
+        help="write the train/val/test file lists of a K-shot split as JSON",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset name")
+    p.add_argument("--root", required=True, metavar="DIR", help="folder holding the dataset")
+    p.add_argument("--shots", type=int, required=True, metavar="K", help="images per class")
+    p.add_argument("--seed", type=int, required=True, metavar="S", help="run seed (0 is a seed)")
+    p.add_argument("--out", default="-", metavar="FILE", help="output JSON (default: stdout)")
+    p.add_argument(
+        "--strict-shots",
+        action="store_true",
+        help="fail if a class has fewer than K training images (default: keep all, warn)",
+    )
+    p.add_argument("--cache-dir", default="", metavar="DIR", help="split cache (RUN.CACHE_DIR)")
+    p.add_argument(
+        "--dataset-config-file", default="", metavar="FILE", help="optional dataset YAML"
+    )
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the dataset split and write its file lists; returns the exit status."""
+    from benchmark.config import load_cfg
+    from benchmark.datasets import build_dataset
+    from benchmark.splits import split_json_bytes
+
+    overrides = {
+        "DATASET.NAME": args.dataset,
+        "DATASET.ROOT": args.root,
+        "DATASET.NUM_SHOTS": args.shots,
+        "SEED": args.seed,
+        "RUN.STRICT_SHOTS": bool(args.strict_shots),
+    }
+    if args.cache_dir:
+        overrides["RUN.CACHE_DIR"] = args.cache_dir
+    cfg = load_cfg(None, args.dataset_config_file or None, args.opts, overrides=overrides)
+    dataset = build_dataset(cfg)
+    lists = dataset.split_lists()
+    data = split_json_bytes(lists)
+    if args.out == "-":
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        _write_atomic(args.out, data)
+    print(
+        f"{type(dataset).__name__} {args.shots}-shot seed {args.seed}: train {len(lists['train'])}"
+        f", val {len(lists['val'])}, test {len(lists['test'])}, {dataset.num_classes} classes"
+        f" -> {args.out} (sha256 {dataset.split_info['split_hash']})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,52 @@
+"""Datasets of the few-shot benchmark, registered by name (Dassl's ``DATASET_REGISTRY``).
+
+``build_dataset(cfg)`` returns a :class:`DatasetBase` with ``train_x``, ``val`` and ``test`` lists
+of :class:`Datum` (the K-shot split of ``cfg.SEED``), ``num_classes``, ``classnames``,
+``lab2cname``, ``split_lists()`` (relative paths) and ``split_info`` (``split_hash``,
+``fingerprint``, ``cache_file``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmark.datasets.base import (
+    DATASET_REGISTRY,
+    DatasetBase,
+    Datum,
+    generate_fewshot_dataset,
+    split_dataset_by_label,
+    split_trainval,
+    subsample_classes,
+)
+from benchmark.datasets.folder import SARFolder
+from benchmark.datasets.fusar import New_FUSAR
+from benchmark.datasets.mstar import MSTAR_SOC
+from benchmark.datasets.sar_acd import SAR_ACD
+from benchmark.errors import SarjepaError
+
+__all__ = [
+    "DATASET_REGISTRY",
+    "DatasetBase",
+    "Datum",
+    "MSTAR_SOC",
+    "New_FUSAR",
+    "SAR_ACD",
+    "SARFolder",
+    "build_dataset",
+    "generate_fewshot_dataset",
+    "split_dataset_by_label",
+    "split_trainval",
+    "subsample_classes",
+]
+
+
+def build_dataset(cfg: Any) -> DatasetBase:
+    """Build the dataset named by ``cfg.DATASET.NAME`` (a registered name or alias)."""
+    name = str(cfg.DATASET.NAME)
+    if not name:
+        raise SarjepaError(
+            "DATASET.NAME is not set (use a dataset config); known: "
+            + ", ".join(DATASET_REGISTRY.names())
+        )
+    return DATASET_REGISTRY.get(name)(cfg)
