@@ -1,0 +1,65 @@
+"""``sarjepa pretrain``: self-supervised pretraining (SAR-JEPA, LoMaR variants, ...)."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Pretrain a ViT on a folder of unlabeled SAR images (searched recursively; jpg, jpeg, png, tif,
+tiff, bmp; 8- or 16-bit; colour is converted to gray). Writes OUTPUT/checkpoint-<epoch>.pth (the
+authors' dict format) with a JSON sidecar, log.txt (one JSON line per epoch) and config.yaml.
+Trailing KEY VALUE pairs override the config (e.g. TRAIN.EPOCHS 100 TRAIN.BATCH_SIZE 64).
+Several GPUs: torchrun --nproc_per_node N -m benchmark.cli pretrain ...
+Bundled configs: sarjepa_vit_b16 (the paper), sarjepa_gauss_vit_b16, lomar_vit_b16,
+lomar_hog_vit_b16, lomar_sar_hog_vit_b16, lomar_lowpass_vit_b16, sarjepa_tiny, lomar_tiny."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pretrain",
+        help="self-supervised pretraining of a ViT on unlabeled SAR images",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        default="sarjepa_vit_b16",
+        metavar="FILE",
+        help="YAML config, or the name of a bundled one (default: sarjepa_vit_b16)",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of unlabeled images")
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--resume",
+        default="",
+        metavar="auto|PATH",
+        help="continue from the latest checkpoint in --output (auto) or from PATH",
+    )
+    p.add_argument("--skip-corrupt", action="store_true", help="log and skip unreadable images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pretrain.config import load_config
+    from pretrain.engine import train
+
+    cfg = load_config(args.config, args.opts)
+    cfg.DATA_DIR = args.data
+    cfg.OUTPUT_DIR = args.output
+    if args.skip_corrupt:
+        cfg.DATA.SKIP_CORRUPT = True
+    if args.no_progress:
+        cfg.TRAIN.PROGRESS = False
+    summary = train(cfg, resume=args.resume)
+    if summary["epochs_run"] == 0:
+        print(
+            f"nothing to do: epoch {summary['last_epoch']} was the last ({summary['checkpoint']})"
+        )
+    else:
+        print(
+            f"done: epochs up to {summary['last_epoch']}, final loss {summary['loss']:.5f}, "
+            f"{summary['img_per_s']:.1f} img/s, checkpoint {summary['checkpoint']}"
+        )
+    return 0

@@ -1,0 +1,141 @@
+"""Common base of the pretraining methods, and the losses they share.
+
+A method is an ``nn.Module`` that owns an ``encoder`` (:class:`pretrain.models.VisionTransformer`)
+plus its own parts (mask token, predictor/decoder, ...) and maps a batch of augmented images to a
+scalar loss. The engine only relies on this contract:
+
+- ``forward(images, generator) -> (loss, stats)``: ``images`` (B, C, H, W) float in [0, 1] on the
+  model's device; ``generator`` a CPU ``torch.Generator`` for every random choice the method
+  makes (masks), so runs are reproducible and resumable; ``loss`` a 0-d float32 tensor; ``stats``
+  a dict of 0-d detached tensors for logging.
+- ``checkpoint_state_dict()``: encoder keys unprefixed (the fine-tune ViT's names) plus the
+  method's own keys; ``load_checkpoint_state_dict(sd)`` is its inverse.
+- ``no_weight_decay()``: parameter names (as in ``named_parameters()``) exempt from weight decay
+  besides biases and 1-d parameters.
+- ``describe()``: the method/target facts recorded in the checkpoint sidecar.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.errors import SarjepaError
+
+ENCODER_PREFIX = "encoder."
+# Tokens/embeddings are exempt from weight decay whatever their shape (matched on the last name).
+NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "dist_token", "reg_token")
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error averaged over target dims, then over masked positions only.
+
+    Args:
+        pred: (..., L, D) predictions (any float dtype; computed in float32).
+        target: (..., L, D) targets.
+        mask: (..., L) bool or {0, 1}; True/1 = masked (counted).
+
+    Returns:
+        0-d float32 tensor: sum_masked(mean_D((pred - target)^2)) / number of masked positions.
+    """
+    per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
+    m = mask.to(per_patch.dtype)
+    return (per_patch * m).sum() / m.sum().clamp(min=1.0)
+
+
+def init_weights_mae(module: nn.Module) -> None:
+    """MAE/LoMaR init for one module: xavier-uniform Linear (zero bias), LayerNorm (1, 0)."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        if module.weight is not None:
+            nn.init.ones_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class PretrainMethod(nn.Module):
+    """Base class: an encoder plus method parts; see the module docstring for the contract.
+
+    Subclasses set ``name`` (the registered method name) and ``target_name`` (or "" if the method
+    has no fixed target) and implement :meth:`forward`.
+
+    Args:
+        encoder: the ViT being pretrained (its state dict keys are the checkpoint's encoder keys).
+    """
+
+    name: str = ""
+    target_name: str = ""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ checkpoint keys
+    def _ckpt_key(self, key: str) -> str:
+        return key[len(ENCODER_PREFIX) :] if key.startswith(ENCODER_PREFIX) else key
+
+    def checkpoint_state_dict(self) -> dict[str, Tensor]:
+        """Encoder keys without the ``encoder.`` prefix, then the method's keys.
+
+        Raises:
+            RuntimeError: a method key collides with an encoder key (a coding error).
+        """
+        out: dict[str, Tensor] = {}
+        state = self.state_dict()
+        ordered = [k for k in state if k.startswith(ENCODER_PREFIX)]
+        ordered += [k for k in state if not k.startswith(ENCODER_PREFIX)]
+        for key in ordered:
+            value = state[key]
+            ck = self._ckpt_key(key)
+            if ck in out:
+                raise RuntimeError(f"checkpoint key '{ck}' is produced twice")
+            out[ck] = value
+        return out
+
+    def load_checkpoint_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
+        """Inverse of :meth:`checkpoint_state_dict` (strips a ``module.`` prefix if present).
+
+        Raises:
+            SarjepaError: missing or unexpected keys (strict), or shape mismatches.
+        """
+        if state and all(k.startswith("module.") for k in state):
+            state = {k[len("module.") :]: v for k, v in state.items()}
+        own = {self._ckpt_key(k): k for k in self.state_dict()}
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if strict and (missing or unexpected):
+            raise SarjepaError(
+                f"checkpoint does not match method '{self.name}': missing {_few(missing)}, "
+                f"unexpected {_few(unexpected)}"
+            )
+        mapped = {own[k]: v for k, v in state.items() if k in own}
+        current = self.state_dict()
+        for k, v in mapped.items():
+            if tuple(v.shape) != tuple(current[k].shape):
+                raise SarjepaError(
+                    f"checkpoint key '{self._ckpt_key(k)}' has shape {tuple(v.shape)}, "
+                    f"the model expects {tuple(current[k].shape)}"
+                )
+        self.load_state_dict(mapped, strict=strict)
+
+    # ------------------------------------------------------------------ optimiser / metadata
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters exempt from weight decay (tokens / embeddings)."""
+        return {n for n, _ in self.named_parameters() if n.rsplit(".", 1)[-1] in NO_DECAY_NAMES}
+
+    def describe(self) -> dict:
+        """Method facts for the checkpoint sidecar (plain JSON types)."""
+        return {"method": self.name, "target": self.target_name, "target_options": {}}
+
+
+def _few(keys: list[str], n: int = 5) -> str:
+    if not keys:
+        return "none"
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more

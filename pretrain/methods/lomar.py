@@ -1,0 +1,305 @@
+"""LoMaR-style local-window masked prediction; SAR-JEPA is this with multi-scale SAR gradients.
+
+One class, :class:`LocalWindowRegression`, parameterised by the regression target, registered as:
+
+============== =========== ==========================================
+method         target      default target options
+============== =========== ==========================================
+sarjepa        gf          (the target's: half-widths 5, 9, 13, 17)
+sarjepa_gauss  gf_gauss    (the target's)
+lomar          pixel       norm_pix=True
+lomar_hog      hog         (the target's)
+lomar_sar_hog  sar_hog     (the target's)
+lomar_lowpass  lowpass     (the target's)
+============== =========== ==========================================
+
+Forward pass (PROTOCOL.md section 1), for images (B, 1, H, W) and patch p, grid (H/p, W/p):
+
+1. ``encoder.patch_embed`` embeds the whole image once: (B, N, D).
+2. :func:`pretrain.masking.local_windows` draws, **per image**, ``num_window`` windows of
+   ``ws x ws`` patches, each with exactly ``int(ws*ws*ratio)`` masked patches. Window positions are
+   per image (not shared by the batch). Image ``i``'s windows are the contiguous sequences
+   ``i*num_window ... (i+1)*num_window - 1``; every image gets all of its windows (the authors'
+   image/window pairing bug is not reproduced).
+3. Each window's ``ws*ws`` tokens are gathered (row-major inside the window); masked ones are
+   replaced by the learned ``mask_token`` (1, 1, D) - they stay in the sequence.
+4. ``encoder.forward_blocks(tokens, grid=(ws, ws))`` (CLS prepended inside, iRPE for a ws x ws
+   grid, final norm) -> ``encoder_pred`` Linear(D -> Dp) -> ``decoder_blocks`` (Dp wide, iRPE) ->
+   ``decoder_norm`` -> ``decoder_pred`` Linear(Dp -> target dim). As in the authors' code the CLS
+   token runs through the predictor too and is dropped at the end.
+5. Targets ``build_target(...)(images)`` (B, N, dim) are computed once per image in float32
+   (outside autocast), gathered with the same patch indices, and the loss is
+   :func:`pretrain.methods.base.masked_mse` over the masked patches only.
+
+Init follows the authors (MAE): xavier-uniform Linear layers (encoder included), LayerNorm 1/0,
+``mask_token`` normal(std 0.02); iRPE tables and the patch embedding keep the encoder's init.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.errors import SarjepaError
+from pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
+
+# method name -> (target name, default target options)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sarjepa": ("gf", {}),
+    "sarjepa_gauss": ("gf_gauss", {}),
+    "lomar": ("pixel", {"norm_pix": True}),
+    "lomar_hog": ("hog", {}),
+    "lomar_sar_hog": ("sar_hog", {}),
+    "lomar_lowpass": ("lowpass", {}),
+}
+
+
+def check_window_geometry(img_size: int, patch_size: int, window_size: int, ratio: float) -> None:
+    """Raise a one-line ``SarjepaError`` for an impossible image/patch/window combination."""
+    if img_size % patch_size:
+        raise SarjepaError(
+            f"INPUT.SIZE {img_size} is not a multiple of the patch size {patch_size}"
+        )
+    grid = img_size // patch_size
+    if window_size > grid:
+        raise SarjepaError(
+            f"MASK.WINDOW_SIZE {window_size} is larger than the {grid}x{grid} patch grid "
+            f"(INPUT.SIZE {img_size} / patch {patch_size})"
+        )
+    if int(window_size * window_size * ratio) < 1:
+        raise SarjepaError(
+            f"MASK.RATIO {ratio} masks no patch of a {window_size}x{window_size} window"
+        )
+
+
+class LocalWindowRegression(PretrainMethod):
+    """Local-window masked regression of a fixed per-patch target (LoMaR / SAR-JEPA).
+
+    Args:
+        encoder: the ViT (any ``pos_embed``; the paper uses iRPE).
+        target: a ``pretrain.targets`` target object (callable, with ``dim``).
+        name: registered method name (for checkpoints and logs).
+        target_name: the target's registry name.
+        target_options: the options the target was built with (recorded in sidecars).
+        window_size: window side in patches (7).
+        num_window: windows per image (4).
+        mask_ratio: masked fraction per window (0.8 -> 39 of 49).
+        pred_dim, pred_depth, pred_heads, pred_mlp_ratio: predictor shape (512, 8, 16, 4).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        target,
+        name: str = "sarjepa",
+        target_name: str = "gf",
+        target_options: Mapping[str, Any] | None = None,
+        window_size: int = 7,
+        num_window: int = 4,
+        mask_ratio: float = 0.8,
+        pred_dim: int = 512,
+        pred_depth: int = 8,
+        pred_heads: int = 16,
+        pred_mlp_ratio: float = 4.0,
+    ) -> None:
+        from pretrain.models import Block
+
+        super().__init__(encoder)
+        self.name = name
+        self.target_name = target_name
+        self.target_options = dict(target_options or {})
+        self.target = target
+        self.window_size = int(window_size)
+        self.num_window = int(num_window)
+        self.mask_ratio = float(mask_ratio)
+        if pred_dim % pred_heads:
+            raise SarjepaError(
+                f"PREDICTOR.EMBED_DIM {pred_dim} is not divisible by PREDICTOR.NUM_HEADS "
+                f"{pred_heads}"
+            )
+        dim = encoder.embed_dim
+        rpe = getattr(encoder, "pos_embed_type", "irpe") == "irpe"
+        eps = getattr(encoder, "norm_eps", 1e-6)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.encoder_pred = nn.Linear(dim, pred_dim)
+        self.decoder_blocks = nn.ModuleList(
+            Block(pred_dim, pred_heads, pred_mlp_ratio, qkv_bias=True, rpe=rpe, norm_eps=eps)
+            for _ in range(pred_depth)
+        )
+        self.decoder_norm = nn.LayerNorm(pred_dim, eps=eps)
+        self.decoder_pred = nn.Linear(pred_dim, int(target.dim))
+        self._rpe_cache: dict[tuple, Tensor] = {}
+        self.apply(init_weights_mae)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def _decoder_rpe(self, device: torch.device) -> Tensor | None:
+        """iRPE bucket ids of a ws x ws window (+ CLS) for the predictor, cached per device."""
+        if getattr(self.encoder, "pos_embed_type", "irpe") != "irpe":
+            return None
+        skip = 1 if getattr(self.encoder, "has_class_token", True) else 0
+        key = (self.window_size, skip, str(device))
+        if key not in self._rpe_cache:
+            from pretrain.models import irpe_bucket_ids
+
+            ids = irpe_bucket_ids(self.window_size, self.window_size, skip=skip)
+            self._rpe_cache[key] = ids.to(device)
+        return self._rpe_cache[key]
+
+    def draw_windows(self, batch: int, grid_hw: tuple[int, int], generator):
+        """Per-image windows: ``patch_index`` and ``mask`` (B, num_window, ws*ws) on the CPU."""
+        from pretrain.masking import local_windows
+
+        return local_windows(
+            batch,
+            grid_hw=grid_hw,
+            window_size=self.window_size,
+            num_window=self.num_window,
+            mask_ratio=self.mask_ratio,
+            generator=generator,
+        )
+
+    def predict(self, images: Tensor, patch_index: Tensor, mask: Tensor) -> Tensor:
+        """Predictions for every window token.
+
+        Args:
+            images: (B, C, H, W).
+            patch_index: LongTensor (B, W, L) row-major indices into the full patch grid
+                (W windows of L = ws*ws patches each) on ``images``' device.
+            mask: BoolTensor (B, W, L), True = replaced by the mask token.
+
+        Returns:
+            (B*W, L, target dim), sequence ``i*W + k`` = window ``k`` of image ``i``.
+        """
+        tokens = self.encoder.patch_embed(images)  # (B, N, D)
+        b, _, d = tokens.shape
+        nw, seq = patch_index.shape[1], patch_index.shape[2]
+        idx = patch_index.reshape(b, nw * seq, 1).expand(-1, -1, d)
+        x = torch.gather(tokens, 1, idx).reshape(b * nw, seq, d)
+        m = mask.reshape(b * nw, seq, 1)
+        x = torch.where(m, self.mask_token.to(x.dtype), x)
+        x = self.encoder.forward_blocks(x, grid=(self.window_size, self.window_size))
+        x = self.encoder_pred(x)
+        rpe_index = self._decoder_rpe(x.device)
+        for blk in self.decoder_blocks:
+            x = blk(x, rpe_index)
+        x = self.decoder_pred(self.decoder_norm(x))
+        if getattr(self.encoder, "has_class_token", True):
+            x = x[:, 1:]
+        return x
+
+    def compute_targets(self, images: Tensor, patch_index: Tensor) -> Tensor:
+        """Targets of the window tokens: (B*W, L, dim) float32, same order as :meth:`predict`."""
+        with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
+            full = self.target(images.float())  # (B, N, dim)
+        b, _, dim = full.shape
+        nw, seq = patch_index.shape[1], patch_index.shape[2]
+        idx = patch_index.reshape(b, nw * seq, 1).expand(-1, -1, dim)
+        return torch.gather(full, 1, idx).reshape(b * nw, seq, dim)
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None):
+        """Loss of one batch.
+
+        Args:
+            images: (B, C, H, W) in [0, 1]; H, W multiples of the patch size.
+            generator: CPU generator for the window draw (None: torch's default generator).
+
+        Returns:
+            ``(loss, stats)``: 0-d float32 loss (masked-patch MSE) and ``{"loss": detached}``.
+        """
+        p = self.encoder.patch_size
+        grid = (images.shape[-2] // p, images.shape[-1] // p)
+        win = self.draw_windows(images.shape[0], grid, generator)
+        patch_index = win.patch_index.to(images.device, non_blocking=True)
+        mask = win.mask.to(images.device, non_blocking=True)
+        pred = self.predict(images, patch_index, mask)
+        target = self.compute_targets(images, patch_index)
+        b, nw, seq = mask.shape
+        loss = masked_mse(pred, target, mask.reshape(b * nw, seq))
+        return loss, {"loss": loss.detach()}
+
+    def describe(self) -> dict:
+        options = self.target_options
+        if callable(getattr(self.target, "options", None)):
+            options = {**self.target.options(), **options}
+        return {
+            "method": self.name,
+            "target": self.target_name,
+            "target_options": _jsonable(options),
+            "target_dim": int(self.target.dim),
+            "masking": {
+                "kind": "local_windows",
+                "window_size": self.window_size,
+                "num_window": self.num_window,
+                "mask_ratio": self.mask_ratio,
+                "window_positions": "per image",
+            },
+            "predictor": {
+                "embed_dim": self.encoder_pred.out_features,
+                "depth": len(self.decoder_blocks),
+                "num_heads": self.decoder_blocks[0].attn.num_heads if self.decoder_blocks else 0,
+                "cls_through_predictor": bool(getattr(self.encoder, "has_class_token", True)),
+            },
+        }
+
+
+def _jsonable(v):
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def target_spec(cfg, default_target: str, default_options: Mapping[str, Any]):
+    """(target name, options) from ``TARGET.NAME`` / ``TARGET.OPTIONS`` over a method default.
+
+    The method's default options apply only when the target is the method's own target;
+    ``TARGET.OPTIONS`` keys are lower-cased and win. Sequences become tuples.
+    """
+    name = cfg.TARGET.NAME or default_target
+    options = dict(default_options) if name == default_target else {}
+    for key, value in cfg.TARGET.OPTIONS.items():
+        options[key.lower()] = tuple(value) if isinstance(value, list) else value
+    return name, options
+
+
+def build_local_window_method(cfg, method_name: str) -> LocalWindowRegression:
+    """Build a registered LoMaR-family method from a pretraining config."""
+    from pretrain.methods import build_encoder
+    from pretrain.targets import build_target
+
+    default_target, default_options = VARIANTS[method_name]
+    encoder = build_encoder(cfg)
+    check_window_geometry(cfg.INPUT.SIZE, encoder.patch_size, cfg.MASK.WINDOW_SIZE, cfg.MASK.RATIO)
+    tname, toptions = target_spec(cfg, default_target, default_options)
+    try:
+        target = build_target(tname, patch_size=encoder.patch_size, **toptions)
+    except TypeError as exc:
+        raise SarjepaError(f"TARGET.OPTIONS for target '{tname}': {exc}") from None
+    return LocalWindowRegression(
+        encoder,
+        target,
+        name=method_name,
+        target_name=tname,
+        target_options=toptions,
+        window_size=cfg.MASK.WINDOW_SIZE,
+        num_window=cfg.MASK.NUM_WINDOW,
+        mask_ratio=cfg.MASK.RATIO,
+        pred_dim=cfg.PREDICTOR.EMBED_DIM,
+        pred_depth=cfg.PREDICTOR.DEPTH,
+        pred_heads=cfg.PREDICTOR.NUM_HEADS,
+        pred_mlp_ratio=cfg.PREDICTOR.MLP_RATIO,
+    )
+
+
+def register(registry) -> None:
+    """Register every LoMaR-family variant in the method registry."""
+    for method_name in VARIANTS:
+
+        def builder(cfg, _name=method_name):
+            return build_local_window_method(cfg, _name)
+
+        registry.add(method_name, builder)

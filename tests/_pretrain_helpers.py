@@ -1,0 +1,82 @@
+"""Shared fixtures of the pretraining tests: tiny synthetic SAR-like chips and a tiny config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and spin-waiting threads crawl on a busy box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_chips(folder: Path, n: int = 16, seed: int = 0, size: int = 72) -> list[Path]:
+    """Write ``n`` gray PNG chips (speckled background, a bright blob and a shadow)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    paths = []
+    for i in range(n):
+        cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
+        r = rng.uniform(size * 0.08, size * 0.2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+        shadow = np.exp(-((yy - cy - 2 * r) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+        speckle = rng.gamma(4.0, 0.25, (size, size))
+        img = (0.25 + 0.7 * blob - 0.2 * shadow) * speckle
+        arr = np.clip(img * 200, 0, 255).astype(np.uint8)
+        p = folder / f"sub{i % 2}" / f"chip_{i:03d}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(arr).save(p)
+        paths.append(p)
+    return paths
+
+
+def tiny_opts(**extra) -> list[str]:
+    """KEY VALUE overrides for a very small model on 64 x 64 crops (4 x 4 patch grid)."""
+    opts = {
+        "MODEL.ARCH": "vit_tiny_patch16",
+        "MODEL.EMBED_DIM": 32,
+        "MODEL.DEPTH": 2,
+        "MODEL.NUM_HEADS": 2,
+        "PREDICTOR.EMBED_DIM": 32,
+        "PREDICTOR.DEPTH": 1,
+        "PREDICTOR.NUM_HEADS": 2,
+        "INPUT.SIZE": 64,
+        "MASK.WINDOW_SIZE": 3,
+        "MASK.NUM_WINDOW": 2,
+        "TRAIN.BATCH_SIZE": 8,
+        "TRAIN.EPOCHS": 2,
+        "TRAIN.WARMUP_EPOCHS": 1,
+        "TRAIN.BLR": 0.01,
+        "TRAIN.SAVE_FREQ": 1,
+        "TRAIN.PROGRESS": False,
+        "TRAIN.TENSORBOARD": False,
+        "DATA.NUM_WORKERS": 0,
+        "DEVICE": "cpu",
+    }
+    opts.update(extra)
+    out: list[str] = []
+    for k, v in opts.items():
+        out += [k, str(v)]
+    return out
+
+
+def tiny_cfg(
+    config: str = "sarjepa_tiny", data: Path | None = None, out: Path | None = None, **extra
+):
+    """A loaded tiny config with DATA_DIR / OUTPUT_DIR set."""
+    from pretrain.config import load_config
+
+    cfg = load_config(config, tiny_opts(**extra))
+    cfg.DATA_DIR = str(data) if data else ""
+    cfg.OUTPUT_DIR = str(out) if out else ""
+    return cfg

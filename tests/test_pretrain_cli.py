@@ -1,0 +1,165 @@
+"""``sarjepa pretrain``: a working run, one-line errors for bad input, torchrun with 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from _pretrain_helpers import (
+    one_torch_thread,  # noqa: F401
+    tiny_opts,
+    write_chips,
+)
+
+from benchmark.cli import main
+
+
+@pytest.fixture(scope="module")
+def chips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clichips")
+    write_chips(folder, n=8, size=64)
+    return folder
+
+
+def _cli(capsys, *argv):
+    code = main(["pretrain", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_run_prints_img_per_s_and_writes_outputs(chips, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = _cli(
+        capsys,
+        "--config",
+        "sarjepa_tiny",
+        "--data",
+        str(chips),
+        "--output",
+        str(out),
+        *tiny_opts(**{"TRAIN.EPOCHS": 1}),
+    )
+    assert code == 0
+    assert "img/s" in stdout and "done:" in stdout
+    assert (out / "checkpoint-0.pth").is_file() and (out / "checkpoint-0.json").is_file()
+    assert (out / "config.yaml").is_file()
+    (line,) = (out / "log.txt").read_text().splitlines()
+    rec = json.loads(line)
+    assert {"epoch", "loss", "lr", "img_per_s", "time_s"} <= set(rec) and rec["img_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("missing", "does not exist"),
+        ("empty", "no images"),
+        ("corrupt", "bad.png"),
+        ("truncated", "cut.png"),
+        ("method", "unknown method 'lomarr' (did you mean 'lomar'?)"),
+        ("key", "unknown config key 'TRAIN.EPOCH' (did you mean 'TRAIN.EPOCHS'?)"),
+        ("window", "MASK.WINDOW_SIZE 7 is larger than the 4x4 patch grid"),
+        ("size", "INPUT.SIZE 60 is not a multiple of the patch size 16"),
+    ],
+)
+def test_cli_bad_input_one_line_error(case, needle, chips, tmp_path, capsys):
+    data = chips
+    extra: dict = {}
+    if case == "missing":
+        data = tmp_path / "nowhere"
+    elif case == "empty":
+        data = tmp_path / "empty"
+        data.mkdir()
+    elif case == "corrupt":
+        data = tmp_path / "corrupt"
+        write_chips(data, n=2, size=64)
+        (data / "bad.png").write_bytes(b"\x89PNG garbage")
+    elif case == "truncated":  # readable header, broken data: found by a DataLoader worker
+        data = tmp_path / "truncated"
+        write_chips(data, n=3, size=64)
+        good = (data / "sub0" / "chip_000.png").read_bytes()
+        (data / "cut.png").write_bytes(good[: len(good) // 2])
+        extra = {"DATA.NUM_WORKERS": 1, "TRAIN.BATCH_SIZE": 4, "DATA.CACHE": False}
+    elif case == "method":
+        extra = {"METHOD.NAME": "lomarr"}
+    elif case == "window":
+        extra = {"MASK.WINDOW_SIZE": 7}
+    elif case == "size":
+        extra = {"INPUT.SIZE": 60}
+    opts = tiny_opts(**extra)
+    if case == "key":
+        opts += ["TRAIN.EPOCH", "3"]
+    code, _, err = _cli(
+        capsys,
+        "--config",
+        "sarjepa_tiny",
+        "--data",
+        str(data),
+        "--output",
+        str(tmp_path / "o"),
+        *opts,
+    )
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sarjepa: error:"), err
+    assert needle in lines[0]
+    if case == "corrupt":
+        assert "--skip-corrupt" in lines[0]
+        code, _, _ = _cli(
+            capsys,
+            "--config",
+            "sarjepa_tiny",
+            "--data",
+            str(data),
+            "--output",
+            str(tmp_path / "o2"),
+            "--skip-corrupt",
+            *tiny_opts(**{"TRAIN.EPOCHS": 1, "TRAIN.BATCH_SIZE": 2}),
+        )
+        assert code == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_cpu_processes_write_a_checkpoint(chips, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "benchmark.cli",
+        "pretrain",
+        "--config",
+        "sarjepa_tiny",
+        "--data",
+        str(chips),
+        "--output",
+        str(out),
+        *tiny_opts(**{"TRAIN.EPOCHS": 1, "TRAIN.BATCH_SIZE": 2}),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    if proc.returncode != 0 and "gloo" in proc.stderr.lower() and "not" in proc.stderr.lower():
+        pytest.skip(f"torch.distributed gloo unavailable here: {proc.stderr[-300:]}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    obj = torch.load(out / "checkpoint-0.pth", weights_only=True)
+    assert obj["args"]["world_size"] == 2 and obj["args"]["effective_batch_size"] == 4
+    assert len((out / "log.txt").read_text().splitlines()) == 1  # only rank 0 writes
+    assert proc.stdout.count("done:") == 2  # both ranks finished
+    rec = json.loads((out / "log.txt").read_text())
+    assert rec["iters"] == 2  # 8 images / (2 per process x 2 processes)

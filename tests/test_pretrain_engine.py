@@ -1,0 +1,253 @@
+"""The pretraining engine: schedule, optimiser groups, learning, checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from _pretrain_helpers import (
+    one_torch_thread,  # noqa: F401
+    tiny_cfg,
+    write_chips,
+)
+
+from benchmark.errors import SarjepaError
+from pretrain import checkpoints as ck
+from pretrain.engine import lr_at, param_groups, peak_lr, train
+
+
+@pytest.fixture(scope="module")
+def chips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chips")
+    write_chips(folder, n=16, size=72)
+    return folder
+
+
+def test_peak_lr_scales_with_effective_batch():
+    assert peak_lr(1e-3, 75, 1, 4) == pytest.approx(1e-3 * 300 / 256)
+    assert peak_lr(1e-3, 25, 3, 4) == pytest.approx(1e-3 * 300 / 256)
+    assert peak_lr(1e-3, 75, 1, 4, lr=0.5) == 0.5
+
+
+def test_lr_schedule_matches_hand_table():
+    # peak 1.0, min 0.1, warm-up 2 epochs, 6 epochs in all
+    table = {
+        0.0: 0.0,
+        0.5: 0.25,
+        1.0: 0.5,
+        1.5: 0.75,
+        2.0: 1.0,  # cosine starts at the peak
+        3.0: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4)),  # 0.868198...
+        4.0: 0.55,  # half-way: (peak + min) / 2
+        5.0: 0.1 + 0.9 * 0.5 * (1 + math.cos(3 * math.pi / 4)),  # 0.231802...
+        6.0: 0.1,
+    }
+    for t, want in table.items():
+        assert lr_at(t, 1.0, 0.1, 2, 6) == pytest.approx(want, abs=1e-12), t
+    assert lr_at(3.0, 1.0, 0.1, 2, 6) == pytest.approx(0.8681980515, abs=1e-9)
+
+
+def test_param_groups_no_decay_on_bias_norm_tokens():
+    from pretrain.methods import build_method
+
+    method = build_method(tiny_cfg())
+    groups = param_groups(method, 0.05)
+    names = {id(p): n for n, p in method.named_parameters()}
+    decay = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    no_decay = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert all(g["weight_decay"] in (0.0, 0.05) for g in groups)
+    assert decay | no_decay == set(names.values()) and not decay & no_decay
+    for name in no_decay:
+        assert name.endswith(".bias") or "norm" in name or name.endswith("_token"), name
+    for name in (
+        "mask_token",
+        "encoder.cls_token",
+        "encoder.norm.weight",
+        "encoder.blocks.0.attn.qkv.bias",
+        "decoder_norm.weight",
+    ):
+        assert name in no_decay
+    for name in (
+        "encoder.blocks.0.attn.qkv.weight",
+        "encoder.patch_embed.proj.weight",
+        "decoder_pred.weight",
+        "encoder_pred.weight",
+    ):
+        assert name in decay
+
+
+def _log(out):
+    return [json.loads(x) for x in (out / "log.txt").read_text().splitlines()]
+
+
+def test_tiny_run_lowers_loss(chips, tmp_path):
+    cfg = tiny_cfg(
+        data=chips,
+        out=tmp_path / "run",
+        **{
+            "TRAIN.EPOCHS": 12,
+            "TRAIN.BATCH_SIZE": 4,
+            "TRAIN.SAVE_FREQ": 0,
+            "TRAIN.WARMUP_EPOCHS": 1,
+            "TRAIN.BLR": 0.05,
+        },
+    )
+    summary = train(cfg)
+    losses = [r["loss"] for r in _log(tmp_path / "run")]
+    assert len(losses) == 12 and summary["last_epoch"] == 11
+    assert all(math.isfinite(v) for v in losses)
+    first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
+    assert last < 0.8 * first, losses
+    # SAVE_FREQ 0: only the final checkpoint
+    assert [e for e, _ in ck.list_checkpoints(tmp_path / "run")] == [11]
+
+
+def test_resume_equals_uninterrupted_run(chips, tmp_path):
+    opts = {"TRAIN.EPOCHS": 3, "DATA.NUM_WORKERS": 1, "MODEL.DROP_PATH": 0.1}
+    full = tmp_path / "full"
+    train(tiny_cfg(data=chips, out=full, **opts))
+    final = torch.load(full / "checkpoint-2.pth", weights_only=True)
+
+    # "kill" after epoch 0: keep only checkpoint-0 (and its log line), then resume
+    part = tmp_path / "part"
+    train(tiny_cfg(data=chips, out=part, **{**opts, "TRAIN.EPOCHS": 3, "TRAIN.MAX_ITERS": 0}))
+    for epoch in (1, 2):
+        ck.checkpoint_path(part, epoch).unlink()
+        ck.sidecar_path(ck.checkpoint_path(part, epoch)).unlink()
+    summary = train(tiny_cfg(data=chips, out=part, **opts), resume="auto")
+    assert summary["epochs_run"] == 2
+    resumed = torch.load(part / "checkpoint-2.pth", weights_only=True)
+    assert resumed["model"].keys() == final["model"].keys()
+    for key, value in final["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    opt_a, opt_b = final["optimizer"]["state"], resumed["optimizer"]["state"]
+    for idx in opt_a:
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt_a[idx][k], opt_b[idx][k])
+    assert [r["epoch"] for r in _log(part)] == [0, 1, 2]
+    assert [r["loss"] for r in _log(part)] == [r["loss"] for r in _log(full)]
+
+
+def test_checkpoint_format_and_sidecar(chips, tmp_path):
+    from pretrain.models import build_vit
+
+    out = tmp_path / "fmt"
+    train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 1}))
+    obj = torch.load(out / "checkpoint-0.pth", map_location="cpu", weights_only=True)
+    assert set(obj) == {"model", "optimizer", "epoch", "scaler", "args"}
+    assert obj["epoch"] == 0 and obj["scaler"] is None and isinstance(obj["args"], dict)
+    sd = obj["model"]
+    for key in (
+        "cls_token",
+        "patch_embed.proj.weight",
+        "blocks.0.attn.qkv.weight",
+        "blocks.1.attn.rpe_k.lookup_table_weight",
+        "norm.weight",
+        "mask_token",
+        "encoder_pred.weight",
+        "decoder_blocks.0.attn.rpe_k.lookup_table_weight",
+        "decoder_norm.weight",
+        "decoder_pred.bias",
+    ):
+        assert key in sd, key
+    assert not any(k.startswith(("encoder.", "module.")) for k in sd)
+    assert sd["blocks.0.attn.rpe_k.lookup_table_weight"].shape == (1, 16, 50)
+    assert sd["decoder_pred.weight"].shape == (4 * 256, 32)  # gf: 4 scales x 16 x 16
+    # the benchmark's path: rebuild the encoder from args["arch"], load the encoder keys
+    encoder = build_vit(obj["args"]["arch"])
+    enc_keys = set(encoder.state_dict())
+    encoder.load_state_dict({k: v for k, v in sd.items() if k in enc_keys}, strict=True)
+    assert set(sd) - enc_keys == {
+        k
+        for k in sd
+        if k.split(".")[0]
+        in ("mask_token", "encoder_pred", "decoder_blocks", "decoder_norm", "decoder_pred")
+    }
+    meta = json.loads((out / "checkpoint-0.json").read_text())
+    for key in (
+        "format",
+        "method",
+        "target",
+        "arch",
+        "input_size",
+        "in_chans",
+        "preprocessing",
+        "data_fingerprint",
+        "code_version",
+        "epoch",
+    ):
+        assert key in meta, key
+    assert meta["format"] == "sarjepa-pretrain/1" and meta["method"] == "sarjepa"
+    assert meta["target"] == "gf" and meta["arch"] == obj["args"]["arch"]
+    assert meta["input_size"] == 64 and meta["in_chans"] == 1 and meta["epoch"] == 0
+    assert meta["preprocessing"]["normalize"] is None
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+
+def test_nonfinite_loss_stops_and_keeps_checkpoint(chips, tmp_path, monkeypatch):
+    from pretrain.methods.lomar import LocalWindowRegression
+
+    out = tmp_path / "nan"
+    train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 3}))
+    ck.checkpoint_path(out, 2).unlink()
+    ck.checkpoint_path(out, 1).unlink()
+    before = (out / "checkpoint-0.pth").read_bytes()
+    original = LocalWindowRegression.forward
+
+    def poisoned(self, images, generator=None):
+        loss, stats = original(self, images, generator)
+        return loss * float("nan"), stats
+
+    monkeypatch.setattr(LocalWindowRegression, "forward", poisoned)
+    with pytest.raises(SarjepaError, match="non-finite loss") as exc:
+        train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 3}), resume="auto")
+    assert "\n" not in str(exc.value) and "epoch 1" in str(exc.value)
+    assert (out / "checkpoint-0.pth").read_bytes() == before
+    assert [e for e, _ in ck.list_checkpoints(out)] == [0]
+
+
+def test_refuses_to_overwrite_and_resume_auto_starts_fresh(chips, tmp_path):
+    out = tmp_path / "o"
+    summary = train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 1}), resume="auto")
+    assert summary["epochs_run"] == 1
+    with pytest.raises(SarjepaError, match="--resume auto"):
+        train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 1}))
+    again = train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 1}), resume="auto")
+    assert again["epochs_run"] == 0
+    with pytest.raises(SarjepaError, match="trained with method 'sarjepa'"):
+        train(tiny_cfg("lomar_tiny", data=chips, out=out, **{"TRAIN.EPOCHS": 2}), resume="auto")
+
+
+class _Quadratic(torch.nn.Module):
+    """A deterministic stand-in method: loss = mean over the batch of (w . x - 1)^2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(-1, 1, 16))
+
+    def forward(self, images, generator=None):
+        loss = ((images.flatten(1) @ self.w - 1.0) ** 2).mean()
+        return loss, {"loss": loss.detach()}
+
+
+def test_gradient_accumulation_equals_the_big_batch():
+    from pretrain.distributed import DistInfo
+    from pretrain.engine import train_one_epoch
+
+    images = torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    results = []
+    for batch, accum in ((8, 1), (4, 2), (2, 4)):
+        cfg = tiny_cfg(**{"TRAIN.ACCUM_ITER": accum, "TRAIN.EPOCHS": 4})
+        model = _Quadratic()
+        opt = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.9, 0.95))
+        loader = list(images.split(batch))
+        stats = train_one_epoch(
+            model, loader, opt, 1, len(loader), cfg, DistInfo(), None, None, 0.1, False
+        )
+        results.append((model.w.detach().clone(), stats))
+    for w, stats in results[1:]:
+        torch.testing.assert_close(w, results[0][0], rtol=1e-5, atol=1e-6)
+        assert stats["lr"] == pytest.approx(results[0][1]["lr"])
+    assert not torch.equal(results[0][0], _Quadratic().w.detach())
