@@ -1,0 +1,119 @@
+"""``sarjepa features``: backbone features of images with the benchmark preprocessing."""
+
+from __future__ import annotations
+
+import argparse
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "features",
+        help="extract pooled backbone features of images into an .npz",
+        description="Load any supported checkpoint (ours, SAR-JEPA/LoMaR, MAE/FG-MAE, I-JEPA), "
+        "preprocess each image as the benchmark does (grey decode, INPUT.CROP_SIZE centre crop, "
+        "resize to INPUT.SIZE) and write OUT.npz with 'files' (N,) and 'features' (N, D) "
+        "float32. Folders given to --images are walked (sorted) for image files. Trailing KEY "
+        "VALUE pairs override the benchmark config (e.g. MODEL.WEIGHTS_KEY encoder, RUN.DEVICE "
+        "cpu, RUN.AMP off).",
+    )
+    p.add_argument("--weights", required=True, help="checkpoint file (MODEL.INIT_WEIGHTS)")
+    p.add_argument("--images", nargs="+", required=True, metavar="PATH", help="images or folders")
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--pool", choices=("cls", "mean"), default=None, help="default: the model's")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    p.set_defaults(func=run)
+
+
+def _expand(paths: list[str]) -> list[str]:
+    import re
+    from pathlib import Path
+
+    from benchmark.errors import SarjepaError
+
+    files: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise SarjepaError(f"folder '{raw}' holds no image files")
+            files += found
+        elif p.is_file():
+            files.append(raw)
+        elif re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+", raw):
+            raise SarjepaError(
+                f"'{raw}' looks like a config key, not an image: put the KEY VALUE overrides "
+                "after all options (e.g. after --out)"
+            )
+        else:
+            raise SarjepaError(f"image path '{raw}' does not exist")
+    return files
+
+
+def check_opts(opts: list[str]) -> None:
+    """Refuse ``--flag`` among the trailing overrides (argparse hands everything after the first
+    ``KEY`` to the overrides)."""
+    from benchmark.errors import SarjepaError
+
+    flags = [o for o in opts if o.startswith("--")]
+    if flags:
+        raise SarjepaError(f"option '{flags[0]}' must come before the KEY VALUE overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from benchmark.config import load_cfg
+    from benchmark.engine import resolve_amp, resolve_device
+    from benchmark.errors import SarjepaError
+    from benchmark.features import Backbone, extract
+    from dassl_patches.transforms import build_transform
+    from pretrain.weights import encoder_from_cfg
+
+    if args.batch_size < 1:
+        raise SarjepaError("--batch-size must be >= 1")
+    overrides = {"MODEL.INIT_WEIGHTS": args.weights}
+    if args.pool:
+        overrides["MODEL.POOL"] = args.pool
+    check_opts(args.opts)
+    cfg = load_cfg(opts=args.opts, overrides=overrides)
+    files = _expand(args.images)
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise SarjepaError(f"--out '{args.out}' must end with .npz")
+    if out.parent and not out.parent.is_dir():
+        raise SarjepaError(f"output folder '{out.parent}' does not exist")
+    device = resolve_device(cfg)
+    amp = resolve_amp(cfg, device)
+    weights = encoder_from_cfg(cfg)
+    backbone = Backbone(weights.encoder).to(device)
+    feats = extract(
+        backbone,
+        files,
+        build_transform(cfg, is_train=False),
+        device,
+        amp=amp,
+        batch_size=args.batch_size,
+        num_workers=int(cfg.DATALOADER.NUM_WORKERS),
+        progress=bool(cfg.RUN.PROGRESS) and sys.stderr.isatty(),
+    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, files=np.asarray(files, dtype=str), features=feats.numpy())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"wrote {out}: {len(files)} x {feats.shape[1]} features ({weights.format}, {amp})")
+    return 0

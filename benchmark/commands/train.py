@@ -1,0 +1,70 @@
+"""``sarjepa train``: run one few-shot cell Dassl-style (train, evaluate, write the run folder)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune or linear-probe one (dataset, shots, seed) cell",
+        description="Run one few-shot cell like Dassl's train.py: config = defaults <- "
+        "--dataset-config-file <- --config-file <- flags <- trailing KEY VALUE overrides. Writes "
+        "OUTPUT_DIR/log.txt (Dassl's log, ending with the '=> result' block) and, as its last "
+        "act, OUTPUT_DIR/result.json. Example: sarjepa train --root data --seed 0 --trainer "
+        "MIM_linear --dataset-config-file MSTAR_SOC --config-file MIM_linear/vit_b16 "
+        "--output-dir output/MSTAR_SOC/MIM_linear/sarjepa_10shots/seed0 DATASET.NUM_SHOTS 10 "
+        "MODEL.INIT_WEIGHTS checkpoint-200.pth",
+    )
+    p.add_argument("--root", default="", help="folder holding the datasets (DATASET.ROOT)")
+    p.add_argument("--seed", type=int, default=None, help="run seed (SEED); 0 is a real seed")
+    p.add_argument("--trainer", default="", help="MIM_finetune | MIM_linear (TRAINER.NAME)")
+    p.add_argument("--dataset-config-file", default="", help="dataset YAML (path or bundled name)")
+    p.add_argument("--config-file", default="", help="trainer YAML (path or bundled name)")
+    p.add_argument("--output-dir", default="", help="run folder (OUTPUT_DIR)")
+    p.add_argument(
+        "--strict-shots",
+        action="store_true",
+        help="a class with fewer than K training images is an error (RUN.STRICT_SHOTS)",
+    )
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    p.set_defaults(func=run)
+
+
+def check_opts(opts: list[str]) -> None:
+    """Refuse ``--flag`` among the trailing overrides (argparse hands everything after the first
+    ``KEY`` to the overrides)."""
+    from benchmark.errors import SarjepaError
+
+    flags = [o for o in opts if o.startswith("--")]
+    if flags:
+        raise SarjepaError(f"option '{flags[0]}' must come before the KEY VALUE overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    import benchmark.trainers  # noqa: F401 - registers the trainers' config keys
+    from benchmark.config import load_cfg
+    from benchmark.engine import run as run_cell
+
+    overrides: dict = {}
+    if args.root:
+        overrides["DATASET.ROOT"] = args.root
+    if args.output_dir:
+        overrides["OUTPUT_DIR"] = args.output_dir
+    if args.seed is not None:
+        overrides["SEED"] = args.seed
+    if args.trainer:
+        overrides["TRAINER.NAME"] = args.trainer
+    if args.strict_shots:
+        overrides["RUN.STRICT_SHOTS"] = True
+    check_opts(args.opts)
+    cfg = load_cfg(args.config_file, args.dataset_config_file, args.opts, overrides)
+    result = run_cell(cfg)
+    m = result["metrics"]
+    print(
+        f"{result['dataset']} {result['trainer']} {result['method']} K={result['shots']} "
+        f"seed={result['seed']}: accuracy {m['accuracy']:.2f}%, macro-F1 {m['macro_f1']:.2f}% "
+        f"-> {cfg.OUTPUT_DIR}"
+    )
+    return 0

@@ -1,0 +1,280 @@
+"""One benchmark run (a grid cell): seed, data, trainer, train, evaluate, write the run folder.
+
+Lifecycle of :func:`run` (Dassl's ``train.py`` + ``TrainerX``, restated):
+
+1. Resolve the trainer (``TRAINER.NAME``), device (``RUN.DEVICE``) and numeric mode
+   (``RUN.AMP``: ``auto`` = bf16 autocast on CUDA, fp32 on CPU).
+2. Seed ``random``, ``numpy`` and ``torch`` with ``SEED`` (0 is a real seed; < 0 = unseeded).
+3. Build the dataset (the K-shot split of the seed), then the trainer (backbone weights, head,
+   optimiser). Any input error so far leaves nothing on disk.
+4. Open the run folder ``OUTPUT_DIR``: a previous ``result.json`` is removed (the cell is being
+   recomputed), a previous ``log.txt`` is kept as ``log.txt-<time>`` (Dassl), and everything
+   printed since step 1 goes to ``log.txt`` and the terminal.
+5. Train for ``OPTIM.MAX_EPOCH`` epochs, print ``Finish training``, evaluate the last-epoch model
+   on the test set (Dassl's ``=> result`` block), print ``Elapsed``.
+6. Write ``result.json`` atomically (temporary file + rename) as the very last act, so its
+   presence means the run finished. Schema ``sarjepa-result/1``::
+
+    {"format", "dataset", "trainer", "method", "shots", "seed",
+     "metrics": {"accuracy", "error", "macro_f1", "total", "correct", "per_class_accuracy"},
+     "provenance": {"config", "split_hash", "checkpoint", "checkpoint_sha256", "code_version",
+                    "torch_version", "device", "amp", "wall_time_s", "started", "finished", ...}}
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from benchmark.errors import SarjepaError
+
+RESULT_FORMAT = "sarjepa-result/1"
+AMP_MODES = ("auto", "bf16", "off")
+
+
+def resolve_device(cfg: Any) -> torch.device:
+    """``RUN.DEVICE``: ``auto`` = CUDA when available (and ``USE_CUDA``), else CPU."""
+    name = str(cfg.RUN.DEVICE or "auto").strip().lower()
+    if name == "auto":
+        use = torch.cuda.is_available() and bool(cfg.get("USE_CUDA", True))
+        return torch.device("cuda" if use else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise SarjepaError(
+            f"RUN.DEVICE '{name}' is not a device (auto, cpu, cuda, cuda:N)"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SarjepaError(f"RUN.DEVICE '{name}': CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SarjepaError(f"RUN.DEVICE '{name}': only {torch.cuda.device_count()} GPU(s)")
+    elif dev.type != "cpu":
+        raise SarjepaError(f"RUN.DEVICE '{name}' is not supported (auto, cpu, cuda, cuda:N)")
+    return dev
+
+
+def resolve_amp(cfg: Any, device: torch.device) -> str:
+    """``RUN.AMP`` -> ``"bf16"`` or ``"off"`` (``auto``: bf16 on CUDA, off on CPU)."""
+    mode = str(cfg.RUN.AMP or "auto").strip().lower()
+    if mode not in AMP_MODES:
+        from benchmark.errors import unknown
+
+        raise unknown("RUN.AMP mode", mode, AMP_MODES)
+    if mode == "auto":
+        return "bf16" if device.type == "cuda" else "off"
+    return mode
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch (CPU and all GPUs) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def method_label(cfg: Any) -> str:
+    """``RUN.METHOD``, else the stem of ``MODEL.INIT_WEIGHTS``, else ``"random"``."""
+    if cfg.RUN.METHOD:
+        return str(cfg.RUN.METHOD)
+    return Path(cfg.MODEL.INIT_WEIGHTS).stem if cfg.MODEL.INIT_WEIGHTS else "random"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary file in the same folder, flush it, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, ensure_ascii=False, allow_nan=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunLog:
+    """Tee of ``sys.stdout`` (and warnings / ``sarjepa`` log records) into a run's ``log.txt``.
+
+    Text printed before :meth:`attach` is buffered and written when the file opens, so a run that
+    fails on its input leaves no file behind.
+    """
+
+    def __init__(self) -> None:
+        self._buffer: list[str] = []
+        self._file: TextIO | None = None
+        self._stdout: TextIO | None = None
+
+    # file-like interface (installed as sys.stdout)
+    def write(self, text: str) -> int:
+        assert self._stdout is not None
+        self._stdout.write(text)
+        if self._file is not None:
+            self._file.write(text)
+        else:
+            self._buffer.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._stdout is not None:
+            self._stdout.flush()
+        if self._file is not None:
+            self._file.flush()
+
+    def isatty(self) -> bool:
+        return bool(self._stdout is not None and self._stdout.isatty())
+
+    def print(self, msg: str) -> None:
+        """Print a line through tqdm (keeps progress bars intact) into the tee."""
+        from tqdm import tqdm
+
+        tqdm.write(str(msg), file=self)
+
+    def attach(self, path: Path) -> None:
+        """Open ``path`` (an existing file is kept as ``<path>-<time>``) and flush the buffer."""
+        if path.exists():
+            path.rename(path.with_name(path.name + time.strftime("-%Y-%m-%d-%H-%M-%S")))
+        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
+        self._file.write("".join(self._buffer))
+        self._buffer.clear()
+
+    def __enter__(self) -> RunLog:
+        self._stdout = sys.stdout
+        sys.stdout = self  # type: ignore[assignment]
+        self._handler = logging.StreamHandler(self)  # type: ignore[arg-type]
+        self._handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        self._logger = logging.getLogger("sarjepa")
+        self._logger.addHandler(self._handler)
+        self._old_level = self._logger.level
+        if self._logger.getEffectiveLevel() > logging.INFO:
+            self._logger.setLevel(logging.INFO)
+        self._old_showwarning = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+            self.print(f"Warning: {message}")
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        warnings.showwarning = self._old_showwarning
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._old_level)
+        if exc is not None and self._file is not None:
+            self._file.write(f"Error: {' '.join(str(exc).split()) or type(exc).__name__}\n")
+        sys.stdout = self._stdout  # type: ignore[assignment]
+        if self._file is not None:
+            self._file.close()
+
+
+def _dataset_name(cfg: Any) -> str:
+    from benchmark.datasets import DATASET_REGISTRY
+
+    try:
+        return DATASET_REGISTRY.resolve(str(cfg.DATASET.NAME))
+    except SarjepaError:
+        return str(cfg.DATASET.NAME)
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """Run one cell and return the ``result.json`` dict (see the module docstring).
+
+    Raises:
+        SarjepaError: bad input (nothing written when raised before training starts).
+    """
+    from benchmark.config import cfg_to_dict
+    from benchmark.datasets import build_dataset
+    from benchmark.trainers import TRAINER_REGISTRY
+    from pretrain.checkpoints import code_version
+
+    started = datetime.datetime.now().astimezone()
+    t0 = time.time()
+    if not cfg.TRAINER.NAME:
+        raise SarjepaError(
+            f"TRAINER.NAME is not set (--trainer); known: {', '.join(TRAINER_REGISTRY.names())}"
+        )
+    trainer_cls = TRAINER_REGISTRY.get(str(cfg.TRAINER.NAME))
+    if not cfg.OUTPUT_DIR:
+        raise SarjepaError("OUTPUT_DIR is not set (--output-dir)")
+    if cfg.MODEL.INIT_WEIGHTS and not Path(cfg.MODEL.INIT_WEIGHTS).is_file():
+        raise SarjepaError(f"checkpoint '{cfg.MODEL.INIT_WEIGHTS}' does not exist")
+    if bool(cfg.TEST.NO_TEST):
+        raise SarjepaError("TEST.NO_TEST True is not supported: a run ends with its test result")
+    out = Path(cfg.OUTPUT_DIR)
+    if out.exists() and not out.is_dir():
+        raise SarjepaError(f"output folder '{out}' exists and is not a folder")
+    device = resolve_device(cfg)
+    amp = resolve_amp(cfg, device)
+    progress = bool(cfg.RUN.PROGRESS) and sys.stderr.isatty()
+
+    with RunLog() as runlog:
+        log = runlog.print
+        if int(cfg.SEED) >= 0:
+            log(f"Setting fixed seed: {cfg.SEED}")
+            seed_everything(int(cfg.SEED))
+        log("** Config **")
+        log(cfg.dump().rstrip())
+        dataset = build_dataset(cfg)
+        log(
+            f"Dataset {_dataset_name(cfg)}: {len(dataset.train_x)} train, {len(dataset.val)} "
+            f"val, {len(dataset.test)} test, {dataset.num_classes} classes"
+        )
+        log(f"Device {device}, AMP {amp}")
+        trainer = trainer_cls(cfg, dataset, device=device, amp=amp, log=log, progress=progress)
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").unlink(missing_ok=True)
+        runlog.attach(out / "log.txt")
+        trainer.train()
+        log("Finish training")
+        log("Deploy the last-epoch model")
+        metrics = trainer.test()
+        wall = time.time() - t0
+        log(f"Elapsed: {datetime.timedelta(seconds=round(wall))}")
+        finished = datetime.datetime.now().astimezone()
+        info = getattr(dataset, "split_info", {}) or {}
+        split_hash = info.get("split_hash", "")
+        if not split_hash and hasattr(dataset, "split_lists"):
+            from benchmark.splits import split_hash as _hash
+
+            split_hash = _hash(dataset.split_lists())
+        prov = {
+            "config": cfg_to_dict(cfg),
+            "split_hash": split_hash,
+            **trainer.provenance(),
+            "code_version": code_version(),
+            "torch_version": torch.__version__,
+            "device": str(device),
+            "amp": amp,
+            "num_train": len(dataset.train_x),
+            "num_test": len(dataset.test),
+            "wall_time_s": round(wall, 3),
+            "started": started.isoformat(timespec="seconds"),
+            "finished": finished.isoformat(timespec="seconds"),
+        }
+        result = {
+            "format": RESULT_FORMAT,
+            "dataset": _dataset_name(cfg),
+            "trainer": TRAINER_REGISTRY.resolve(str(cfg.TRAINER.NAME)),
+            "method": method_label(cfg),
+            "shots": int(cfg.DATASET.NUM_SHOTS),
+            "seed": int(cfg.SEED),
+            "metrics": metrics,
+            "provenance": prov,
+        }
+        write_json_atomic(out / "result.json", result)
+    return result

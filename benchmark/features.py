@@ -1,0 +1,270 @@
+"""Backbone features of image lists, with an on-disk cache that is never stale.
+
+The few-shot protocol applies no augmentation, so a frozen backbone's feature of an image depends
+only on the weights, the architecture and pooling, the preprocessing, the numeric mode and the
+image file. The linear probe therefore extracts each image once and trains on stored features.
+
+Cache layout (under ``RUN.CACHE_DIR``, default ``$SARJEPA_CACHE`` or ``~/.cache/sarjepa``)::
+
+    features/<key>.npz    files (N,) str, stamps (N, 2) int64 [size, mtime_ns], features (N, D) f32
+    features/<key>.json   what the key stands for (human-readable)
+
+``key`` is the SHA-256 (first 32 hex digits) of the checkpoint file's SHA-256, the part of the file
+used, the architecture with its pooling, the preprocessing (``preprocessing_dict``), the numeric
+mode (fp32 / bf16) and :data:`FEATURE_CODE_VERSION` with the package version. Inside a store each
+image is identified by its resolved path *and* its size and modification time, so an edited or
+replaced file is re-extracted; the stamps of the requested files form the dataset file-list
+fingerprint. Random-init backbones are never cached. Stores are replaced atomically (temporary file
++ rename); two processes updating one store concurrently may lose each other's additions (they are
+recomputed later), never corrupt it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from benchmark import __version__
+from benchmark.errors import SarjepaError
+
+FEATURE_CODE_VERSION = "1"
+
+
+class Backbone(nn.Module):
+    """Encoder -> pooled feature: ``(B, C, H, W)`` images -> ``(B, D)``.
+
+    A 1-channel batch is repeated to the encoder's ``in_chans`` (e.g. 3-channel MAE weights).
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.in_chans = int(encoder.in_chans)
+        self.dim = int(encoder.embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] == 1 and self.in_chans > 1:
+            x = x.expand(-1, self.in_chans, -1, -1)
+        # contiguous: a CLS slice is a strided view, and kernels round differently on those
+        return self.encoder.pool(self.encoder.forward_features(x)).contiguous()
+
+
+class ImageDataset(Dataset):
+    """``(transform(read_image_gray(path)), label)`` for a list of paths (labels optional)."""
+
+    def __init__(
+        self, paths: Sequence[str], labels: Sequence[int] | None, transform: Callable
+    ) -> None:
+        self.paths = list(paths)
+        self.labels = list(labels) if labels is not None else [-1] * len(self.paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        from dassl_patches.io import read_image_gray
+
+        return self.transform(read_image_gray(self.paths[i])), self.labels[i]
+
+
+def resolve_cache_dir(cfg: Any) -> Path:
+    """``RUN.CACHE_DIR``, else ``$SARJEPA_CACHE``, else ``~/.cache/sarjepa``."""
+    from benchmark.splits import resolve_cache_dir as _resolve
+
+    return _resolve(str(cfg.RUN.CACHE_DIR or ""))
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when ``amp == "bf16"``, else a no-op."""
+    if amp == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def extract(
+    backbone: nn.Module,
+    paths: Sequence[str],
+    transform: Callable,
+    device: torch.device,
+    amp: str = "off",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = False,
+    desc: str = "features",
+) -> Tensor:
+    """Run ``backbone`` (eval mode) on images, in order.
+
+    The global RNG states are saved and restored around the pass (a DataLoader draws a seed), so
+    extraction does not change the random stream of the training that follows.
+
+    Returns:
+        ``(N, D)`` float32 on the CPU.
+    """
+    from tqdm import tqdm
+
+    if not paths:
+        return torch.zeros(0, int(getattr(backbone, "dim", 0)))
+    loader = DataLoader(
+        ImageDataset(paths, None, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=min(num_workers, os.cpu_count() or 1),
+        pin_memory=device.type == "cuda",
+    )
+    was_training = backbone.training
+    backbone.eval()
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        for x, _ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            with autocast(device, amp):
+                f = backbone(x.to(device, non_blocking=True))
+            out.append(f.float().cpu())
+    backbone.train(was_training)
+    return torch.cat(out)
+
+
+def cache_key(spec: dict[str, Any]) -> str:
+    """First 32 hex digits of the SHA-256 of ``spec`` as canonical JSON."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def file_stamps(paths: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Resolved paths and ``(N, 2)`` int64 ``[size, mtime_ns]`` of each file."""
+    resolved, stamps = [], []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            raise SarjepaError(f"image file not found: '{p}'") from None
+        resolved.append(str(Path(p).resolve()))
+        stamps.append((st.st_size, st.st_mtime_ns))
+    return resolved, np.asarray(stamps, dtype=np.int64).reshape(-1, 2)
+
+
+class FeatureStore:
+    """One ``.npz`` of features for one cache key (see the module docstring).
+
+    Args:
+        directory: the ``features`` folder.
+        spec: what the key stands for; hashed with :func:`cache_key`.
+    """
+
+    def __init__(self, directory: str | Path, spec: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.spec = dict(spec, code=f"{FEATURE_CODE_VERSION}/{__version__}")
+        self.key = cache_key(self.spec)
+        self.path = self.directory / f"{self.key}.npz"
+
+    def _read(self) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+        if not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                return z["files"].tolist(), z["stamps"], z["features"]
+        except Exception:  # a damaged store is treated as absent and rewritten
+            return None
+
+    def lookup(self, files: list[str], stamps: np.ndarray) -> tuple[np.ndarray | None, list[int]]:
+        """Stored features of ``files`` whose stamps match.
+
+        Returns:
+            ``(features (N, D) float32 or None if nothing matched, indices still missing)``.
+        """
+        stored = self._read()
+        if stored is None:
+            return None, list(range(len(files)))
+        s_files, s_stamps, s_feats = stored
+        index = {f: i for i, f in enumerate(s_files)}
+        out = np.zeros((len(files), s_feats.shape[1]), dtype=np.float32)
+        missing = []
+        for i, f in enumerate(files):
+            j = index.get(f)
+            if j is None or not np.array_equal(s_stamps[j], stamps[i]):
+                missing.append(i)
+            else:
+                out[i] = s_feats[j]
+        return (out if len(missing) < len(files) else None), missing
+
+    def add(self, files: list[str], stamps: np.ndarray, feats: np.ndarray) -> None:
+        """Merge entries into the store (newer stamps win) and rewrite it atomically."""
+        merged: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        stored = self._read()
+        if stored is not None and stored[2].shape[1] == feats.shape[1]:
+            for f, s, v in zip(*stored):
+                merged[f] = (s, v)
+        for f, s, v in zip(files, stamps, feats):
+            merged[f] = (s, v)
+        names = sorted(merged)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.key}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                files=np.asarray(names, dtype=str),
+                stamps=np.stack([merged[n][0] for n in names]).astype(np.int64),
+                features=np.stack([merged[n][1] for n in names]).astype(np.float32),
+            )
+        os.replace(tmp, self.path)
+        meta = self.path.with_suffix(".json")
+        if not meta.is_file():
+            tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+            tmp_meta.write_text(json.dumps(self.spec, indent=1, sort_keys=True, default=str))
+            os.replace(tmp_meta, meta)
+
+
+def cached_extract(
+    backbone: nn.Module,
+    paths: Sequence[str],
+    transform: Callable,
+    device: torch.device,
+    store: FeatureStore | None,
+    log: Callable[[str], None] = print,
+    **kwargs: Any,
+) -> Tensor:
+    """:func:`extract` through ``store``: only images without a valid stored feature are run.
+
+    Returns:
+        ``(N, D)`` float32 features on the CPU, in the order of ``paths``.
+    """
+    if store is None:
+        return extract(backbone, paths, transform, device, **kwargs)
+    files, stamps = file_stamps(paths)
+    found, missing = store.lookup(files, stamps)
+    if not missing:
+        log(f"Features of {len(paths)} images from the cache ({store.key})")
+        return torch.from_numpy(found)
+    new = extract(backbone, [paths[i] for i in missing], transform, device, **kwargs)
+    out = torch.zeros(len(paths), new.shape[1]) if found is None else torch.from_numpy(found)
+    out[missing] = new
+    store.add([files[i] for i in missing], stamps[missing], new.numpy())
+    log(
+        f"Features of {len(paths)} images: {len(missing)} extracted, "
+        f"{len(paths) - len(missing)} from the cache ({store.key})"
+    )
+    return out
+
+
+def feature_spec(weights: Any, preprocessing: dict[str, Any], amp: str) -> dict[str, Any] | None:
+    """Cache-key ingredients for a :class:`~pretrain.weights.LoadedEncoder` (None: don't cache)."""
+    if not getattr(weights, "sha256", ""):
+        return None
+    return {
+        "checkpoint_sha256": weights.sha256,
+        "source": weights.source,
+        "arch": weights.encoder.arch_dict(),
+        "preprocessing": preprocessing,
+        "amp": amp,
+    }

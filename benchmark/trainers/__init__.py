@@ -1,0 +1,26 @@
+"""Few-shot trainers, registered by name in :data:`TRAINER_REGISTRY` (``TRAINER.NAME``).
+
+* ``MIM_finetune`` (:mod:`benchmark.trainers.mim_finetune`): the whole ViT plus a linear head.
+* ``MIM_linear`` (:mod:`benchmark.trainers.mim_linear`): a frozen ViT, BatchNorm (no affine) and a
+  linear head, trained on cached features.
+
+A trainer class takes ``(cfg, dataset, device, amp, log, progress)`` and offers ``train()``,
+``test() -> metrics`` and ``provenance()`` (see :class:`benchmark.trainers.base.TrainerBase`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmark.registry import Registry
+
+TRAINER_REGISTRY: Registry[Any] = Registry("trainer")
+
+
+def build_trainer_class(name: str) -> Any:
+    """The trainer class registered under ``name`` (one-line error with a suggestion if unknown)."""
+    return TRAINER_REGISTRY.get(name)
+
+
+# register the built-in trainers (imported for their side effect)
+from benchmark.trainers import mim_finetune, mim_linear  # noqa: E402, F401

@@ -1,0 +1,428 @@
+"""Load any supported pretrained checkpoint into a :class:`~pretrain.models.VisionTransformer`.
+
+Supported formats (detected from the file's contents; ``module.`` prefixes are stripped):
+
+* ``sarjepa`` - our own ``checkpoint-<epoch>.pth``: ``{"model": sd, "args": {"arch": ...}, ...}``,
+  usually beside a ``checkpoint-<epoch>.json`` sidecar (``"format": "sarjepa-pretrain/1"``). The
+  architecture is read from the sidecar (or ``args["arch"]``).
+* ``lomar`` - the SAR-JEPA / LoMaR authors' pretraining checkpoints: ``model`` holds the whole
+  pretraining model (encoder keys at top level, iRPE tables
+  ``blocks.N.attn.rpe_k.lookup_table_weight`` of shape ``(1, head_dim, 50)``, plus
+  ``mask_token``, an unused ``pos_embed``, ``encoder_pred.*``, ``decoder_*`` and the GF target
+  buffers ``sarfeature*``), ``args`` is an ``argparse.Namespace``.
+* ``mae`` - facebookresearch/mae (and FG-MAE): ``model`` holds timm ViT keys, a fixed sin-cos
+  ``pos_embed`` ``(1, 1+N, D)`` and ``decoder_*``; features are the CLS token after ``norm``.
+* ``ijepa`` - facebookresearch/ijepa: top-level ``encoder`` / ``predictor`` / ``target_encoder``
+  state dicts (``module.``-prefixed), no CLS token, sin-cos ``pos_embed`` ``(1, N, D)``; the
+  ``target_encoder`` is used by default, pooled by the mean of its final-norm tokens.
+* ``state_dict`` - a bare state dict (or one under ``state_dict``) with the same key names.
+
+Loading is safe (``torch.load(weights_only=True)``, allow-listing only ``argparse.Namespace``).
+The architecture comes from our metadata when present, else it is inferred from the tensors
+(:mod:`pretrain.weights_arch`), and explicit overrides win. Head / decoder / predictor /
+mask-token / ``encoder_pred`` keys (and the unused ``pos_embed`` of iRPE models) are dropped
+silently and any other extra key is reported. A load is refused with a one-line
+:class:`~benchmark.errors.SarjepaError` naming the keys when it would leave an encoder weight at
+its random init, when a shape differs, or when the checkpoint has weights inside the encoder's
+blocks or norms that the built model has no place for (layer scale, qk-norm ...). The model is
+built without a random init (meta device, then every tensor loaded), so loading does not touch
+the global RNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from benchmark.errors import SarjepaError
+from pretrain.models import VisionTransformer, build_vit
+from pretrain.weights_arch import (
+    backbone_overrides,
+    block_index,
+    has_rpe,
+    infer_arch,
+    resolve_arch,
+)
+
+FORMATS = ("sarjepa", "lomar", "mae", "ijepa", "state_dict")
+SIDECAR_FORMAT = "sarjepa-pretrain/"
+#: Extra checkpoint keys dropped without a word (method-only parts of a pretraining model).
+SILENT_DROP = re.compile(r"^(head\.|decoder|predictor|mask_token|encoder_pred)")
+_MAX_LISTED = 12
+_ENCODER_PART = re.compile(
+    r"^(blocks\.\d+\.|patch_embed\.|norm\.|fc_norm\.|cls_token|reg_token|pos_embed)"
+)
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class LoadedEncoder:
+    """An encoder with its weights and where they came from.
+
+    Attributes:
+        encoder: the model (``num_classes=0``), on CPU, in eval mode.
+        arch: its :meth:`~pretrain.models.VisionTransformer.arch_dict`.
+        format: one of :data:`FORMATS`, or ``"random"`` for a random init.
+        path: the checkpoint path as given ("" for random init).
+        sha256: hex digest of the checkpoint file ("" for random init).
+        source: the part of the file the weights came from (e.g. ``"model"``,
+            ``"target_encoder"``).
+        dropped: extra keys dropped silently (decoder, predictor, ...).
+        unexpected: other extra keys (reported, ignored).
+        meta: the sidecar JSON of our own checkpoints, else ``{}``.
+    """
+
+    encoder: VisionTransformer
+    arch: dict[str, Any]
+    format: str
+    path: str = ""
+    sha256: str = ""
+    source: str = ""
+    dropped: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """:func:`file_sha256`, remembered in this process per (resolved path, size, mtime)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = file_sha256(p)
+    return _SHA_MEMO[key]
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``; ``argparse.Namespace`` allowed).
+
+    Raises:
+        SarjepaError: the file is missing, unreadable, needs unsafe unpickling or is not a dict.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SarjepaError(f"checkpoint '{path}' does not exist")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if glob is None:
+            raise SarjepaError(f"checkpoint '{path}' is not a readable PyTorch file") from None
+        raise SarjepaError(
+            f"checkpoint '{path}' cannot be loaded safely (weights_only): it holds a "
+            f"'{glob.group(1)}' object; re-save its state dict with torch.save"
+        ) from None
+    except Exception as exc:  # corrupt zip, truncated file, not a torch file ...
+        msg = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SarjepaError(f"checkpoint '{path}' is not a readable PyTorch file: {msg}") from None
+    if not isinstance(obj, dict):
+        raise SarjepaError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a dict")
+    return obj
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """Our ``checkpoint-<epoch>.json`` beside ``checkpoint-<epoch>.pth``, or ``{}``."""
+    side = Path(path).with_suffix(".json")
+    if not side.is_file():
+        return {}
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SarjepaError(f"checkpoint metadata '{side}' is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(SIDECAR_FORMAT):
+        return {}
+    return meta
+
+
+def strip_module(sd: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop leading ``module.`` prefixes (DDP / DataParallel) from every key."""
+    out = {}
+    for k, v in sd.items():
+        while k.startswith("module."):
+            k = k[len("module.") :]
+        out[k] = v
+    return out
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(v, Tensor) for v in obj.values())
+    )
+
+
+def _args_dict(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    args = ckpt.get("args")
+    if isinstance(args, argparse.Namespace):
+        return vars(args)
+    return dict(args) if isinstance(args, Mapping) else {}
+
+
+def detect_format(ckpt: Mapping[str, Any], sidecar: Mapping[str, Any] | None = None) -> str:
+    """Name the format of a loaded checkpoint dict (see the module docstring)."""
+    args = ckpt.get("args")
+    if sidecar or (isinstance(args, Mapping) and "arch" in args):
+        return "sarjepa"
+    if any(_is_state_dict(ckpt.get(k)) for k in ("target_encoder", "encoder")):
+        return "ijepa"
+    if _is_state_dict(ckpt.get("model")):
+        return "lomar" if has_rpe(ckpt["model"]) else "mae"
+    if _is_state_dict(ckpt.get("state_dict")) or _is_state_dict(ckpt):
+        return "state_dict"
+    raise SarjepaError(
+        "unknown checkpoint format (top-level keys: "
+        f"{', '.join(map(str, list(ckpt)[:10]))}); expected 'model', 'target_encoder'/'encoder', "
+        "'state_dict' or a bare state dict"
+    )
+
+
+def select_state_dict(
+    ckpt: Mapping[str, Any], fmt: str, key: str = ""
+) -> tuple[dict[str, Tensor], str]:
+    """Pick the encoder's state dict out of a checkpoint.
+
+    Args:
+        ckpt: the loaded checkpoint.
+        fmt: its format (:func:`detect_format`).
+        key: ``MODEL.WEIGHTS_KEY``: a top-level entry (``"encoder"``, ``"model"`` ...) or a key
+            prefix inside it (``"target_encoder."``); "" picks the format's default.
+
+    Returns:
+        ``(state_dict with module. stripped and the prefix removed, source description)``.
+    """
+    tops = [k for k, v in ckpt.items() if _is_state_dict(v)]
+    if fmt == "ijepa":
+        top_key = "target_encoder" if "target_encoder" in tops else "encoder"
+    elif fmt == "state_dict":
+        top_key = "" if _is_state_dict(ckpt) else "state_dict"
+    else:
+        top_key = "model"
+    prefix = ""
+    if key in tops:
+        top_key = key
+    elif key:
+        prefix = key.rstrip(".") + "."
+    sd = strip_module(ckpt if top_key == "" else ckpt[top_key])
+    source = top_key or "(top level)"
+    if not prefix and "patch_embed.proj.weight" not in sd:
+        prefixes = sorted(
+            k[: -len("patch_embed.proj.weight")]
+            for k in sd
+            if k.endswith("patch_embed.proj.weight")
+        )
+        if len(prefixes) == 1:
+            prefix = prefixes[0]
+        elif "target_encoder." in prefixes:
+            prefix = "target_encoder."
+        elif prefixes:
+            raise SarjepaError(
+                f"the checkpoint holds several encoders ({', '.join(prefixes)}); "
+                "choose one with MODEL.WEIGHTS_KEY"
+            )
+    if prefix:
+        sub = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+        if not sub:
+            raise SarjepaError(
+                f"MODEL.WEIGHTS_KEY '{key}' is neither a state dict of the "
+                f"checkpoint ({', '.join(tops) or 'none'}) nor a key prefix in "
+                f"'{source}'"
+            )
+        sd, source = sub, f"{source}:{prefix}"
+    if "patch_embed.proj.weight" not in sd:
+        raise SarjepaError(
+            f"the checkpoint's '{source}' has no ViT encoder (no patch_embed.proj.weight key)"
+        )
+    return sd, source
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
+
+
+def load_state_into(
+    model: VisionTransformer, sd: Mapping[str, Tensor], what: str
+) -> tuple[list[str], list[str]]:
+    """Copy ``sd`` into ``model`` or refuse.
+
+    Returns:
+        ``(dropped, unexpected)`` extra keys of ``sd``.
+
+    Raises:
+        SarjepaError: an encoder key is missing from ``sd`` or has another shape, or ``sd`` holds
+            weights inside the encoder's blocks or norms that this model has no place for (all
+            listed). Extra blocks beyond the model's depth are only reported.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    mismatch = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in sd and sd[k].shape != own[k].shape
+    ]
+    extra = [k for k in sd if k not in own]
+    no_pos = model.pos_embed is None
+    dropped = [k for k in extra if SILENT_DROP.match(k) or (k == "pos_embed" and no_pos)]
+    unexpected = [k for k in extra if k not in set(dropped)]
+    # extra weights inside the encoder's own blocks/norms (layer scale, qk-norm, a pos_embed the
+    # model does not add ...) mean another architecture: ignoring them would change the features
+    depth = len(model.blocks)
+    foreign = [k for k in unexpected if _ENCODER_PART.match(k) and block_index(k) < depth]
+    if missing or mismatch or foreign:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} encoder key(s): {_listing(missing)}")
+        if mismatch:
+            parts.append(
+                f"shape mismatch (checkpoint vs model) for {len(mismatch)} key(s): "
+                f"{_listing(mismatch)}"
+            )
+        if foreign:
+            parts.append(f"{len(foreign)} encoder key(s) with no place in it: {_listing(foreign)}")
+        raise SarjepaError(
+            f"{what} does not match the encoder architecture "
+            f"{_arch_str(model.arch_dict())}: {'; '.join(parts)}"
+        )
+    model.load_state_dict({k: sd[k] for k in own}, strict=True)
+    return dropped, unexpected
+
+
+def _arch_str(arch: Mapping[str, Any]) -> str:
+    keys = ("embed_dim", "depth", "num_heads", "patch_size", "in_chans", "pos_embed", "class_token")
+    return "(" + ", ".join(f"{k}={arch.get(k)}" for k in keys) + ")"
+
+
+def _build_uninitialised(arch: Mapping[str, Any]) -> VisionTransformer:
+    """Build on the meta device and allocate without initialising: every tensor is then loaded
+    from the checkpoint. Skips the random init (seconds for ViT-B on a CPU) and leaves the global
+    RNG untouched, so what follows (head init, sampler) depends on the seed only."""
+    with torch.device("meta"):
+        model = build_vit(dict(arch))
+    if set(dict(model.named_buffers())) - set(model.state_dict()):
+        return build_vit(dict(arch))  # non-persistent buffers would stay uninitialised
+    return model.to_empty(device="cpu")
+
+
+def load_encoder(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    weights_key: str = "",
+    name_hint: str = "",
+    default_img_size: int | tuple[int, int] | None = None,
+    log: Log = print,
+) -> LoadedEncoder:
+    """Build an encoder for a checkpoint and load its weights (see the module docstring).
+
+    Args:
+        path: checkpoint file.
+        overrides: arch keys that win over the metadata and the inference (e.g. from
+            :func:`backbone_overrides`); a value contradicting the tensors makes the load fail.
+        weights_key: ``MODEL.WEIGHTS_KEY`` ("" = the format's default).
+        name_hint: ``MODEL.BACKBONE.NAME``, used only to tell the head count.
+        default_img_size: image size when neither metadata nor a ``pos_embed`` tells it.
+        log: printer for the report (missing/unexpected keys).
+
+    Returns:
+        The loaded encoder (CPU, eval mode) and its provenance.
+    """
+    path = str(path)
+    ckpt = read_checkpoint(path)
+    meta = read_sidecar(path)
+    fmt = detect_format(ckpt, meta)
+    sd, source = select_state_dict(ckpt, fmt, weights_key)
+    args = _args_dict(ckpt)
+    base = infer_arch(sd, fmt)
+    if fmt == "sarjepa":
+        base.update(meta.get("arch") or args.get("arch") or {})
+    if "img_size" not in base:
+        size = args.get("input_size") or default_img_size
+        if size:
+            base["img_size"] = tuple(size) if isinstance(size, (list, tuple)) else int(size)
+    hints = tuple(str(h) for h in (args.get("model", ""), name_hint) if h)
+    arch = resolve_arch(base, overrides, hints)
+    try:
+        model = _build_uninitialised(arch)
+    except (ValueError, TypeError) as exc:
+        raise SarjepaError(
+            f"checkpoint '{path}': cannot build the encoder {_arch_str(arch)}: {exc}"
+        ) from None
+    dropped, unexpected = load_state_into(model, sd, f"checkpoint '{path}' ({fmt}, {source})")
+    pe = sd.get("pos_embed")
+    has_cls_row = model.pos_embed is not None and model.has_class_token and pe is not None
+    if has_cls_row and float(pe[0, 0].abs().max()) > 0:
+        log(
+            "warning: the checkpoint's pos_embed has a non-zero CLS row; this encoder does "
+            "not add it to the CLS token"
+        )
+    model.eval()
+    log(f"Loaded {fmt} checkpoint '{path}' [{source}] into ViT {_arch_str(model.arch_dict())}")
+    log(f"  missing keys: none; dropped {len(dropped)} method-only key(s)")
+    if unexpected:
+        log(f"  unexpected keys (ignored): {_listing(unexpected)}")
+    return LoadedEncoder(
+        encoder=model,
+        arch=model.arch_dict(),
+        format=fmt,
+        path=path,
+        sha256=checkpoint_sha256(path),
+        source=source,
+        dropped=dropped,
+        unexpected=unexpected,
+        meta=meta,
+    )
+
+
+def encoder_from_cfg(cfg: Any, log: Log = print) -> LoadedEncoder:
+    """The benchmark backbone of a run config: ``MODEL.INIT_WEIGHTS`` or a random init.
+
+    Random init builds ``MODEL.BACKBONE.NAME`` at ``INPUT.SIZE`` with the explicit
+    ``MODEL.BACKBONE.*`` overrides (the from-scratch baseline); its weights come from the global
+    torch RNG, so seed first.
+    """
+    overrides = backbone_overrides(cfg)
+    size = tuple(int(s) for s in cfg.INPUT.SIZE)
+    img_size: int | tuple[int, int] = size[0] if size[0] == size[1] else size
+    if cfg.MODEL.INIT_WEIGHTS:
+        return load_encoder(
+            cfg.MODEL.INIT_WEIGHTS,
+            overrides,
+            weights_key=str(cfg.MODEL.get("WEIGHTS_KEY", "")),
+            name_hint=cfg.MODEL.BACKBONE.NAME,
+            default_img_size=img_size,
+            log=log,
+        )
+    extra = {"img_size": img_size, **overrides}
+    try:
+        model = build_vit(cfg.MODEL.BACKBONE.NAME, **extra)
+    except (ValueError, TypeError) as exc:
+        raise SarjepaError(
+            f"cannot build backbone '{cfg.MODEL.BACKBONE.NAME}' with {extra}: {exc}"
+        ) from None
+    model.eval()
+    log(f"Random init (no MODEL.INIT_WEIGHTS): ViT {_arch_str(model.arch_dict())}")
+    return LoadedEncoder(encoder=model, arch=model.arch_dict(), format="random")
