@@ -1,0 +1,145 @@
+"""``sarjepa grid``: run a few-shot grid across methods, datasets, shots, seeds and protocols."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+GRID_FILE_KEYS = (
+    "methods",
+    "datasets",
+    "shots",
+    "seeds",
+    "protocols",
+    "root",
+    "trainer_config",
+    "overrides",
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "grid",
+        help="run a resumable few-shot grid and write its tables and plots",
+        description="One cell = (method, dataset, shots, seed, protocol) in "
+        "RUN_DIR/output/<DATASET>/<TRAINER>/<METHOD>_<K>shots/seed<S>/. Finished cells are "
+        "skipped, unfinished ones redone, failed ones recorded (error.json). Ends by writing "
+        "runs.csv, summary.{csv,md,tex} and accuracy_vs_shots.{png,pdf} in RUN_DIR.",
+    )
+    p.add_argument("--grid-file", help="YAML with any of: " + ", ".join(GRID_FILE_KEYS))
+    p.add_argument(
+        "--methods", nargs="+", metavar="NAME=WEIGHTS", help="WEIGHTS: a checkpoint or none"
+    )
+    p.add_argument("--datasets", nargs="+", help="e.g. MSTAR_SOC New_FUSAR SAR_ACD")
+    p.add_argument("--shots", nargs="+", type=int, help="default: 10 20 40")
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 3 4")
+    p.add_argument("--protocols", nargs="+", help="finetune and/or linear (default: both)")
+    p.add_argument("--root", help="folder holding the dataset folders")
+    p.add_argument(
+        "--trainer-config",
+        help="name under benchmark/configs/trainers/<TRAINER>/ (default vit_b16) or a YAML path",
+    )
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (GPUs round-robin)")
+    p.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local"])
+    p.add_argument(
+        "--device", default=None, help="force RUN.DEVICE for every cell (cpu, cuda, ...)"
+    )
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--time", type=int, default=60, help="SLURM time limit per cell, minutes")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per SLURM job")
+    p.add_argument("--retry-failed", action="store_true", help="rerun cells that failed before")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed cell")
+    p.add_argument("--force", action="store_true", help="reuse a RUN_DIR holding a different grid")
+    p.add_argument(
+        "--reference", default=None, metavar="METHOD", help="paired comparison in the tables"
+    )
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    p.set_defaults(func=run)
+
+
+def spec_from_args(args: argparse.Namespace):
+    """Merge a grid file (if any) with command-line values (the command line wins)."""
+    import yaml
+
+    from benchmark.errors import SarjepaError
+    from benchmark.grid import GridSpec, parse_methods
+
+    data: dict = {}
+    if args.grid_file:
+        path = Path(args.grid_file)
+        if not path.is_file():
+            raise SarjepaError(f"grid file not found: {args.grid_file}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SarjepaError(f"grid file {args.grid_file}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise SarjepaError(f"grid file {args.grid_file} must hold a mapping")
+        bad = sorted(set(data) - set(GRID_FILE_KEYS))
+        if bad:
+            raise SarjepaError(f"grid file {args.grid_file}: unknown key(s) {', '.join(bad)}")
+        if isinstance(data.get("methods"), dict):
+            data["methods"] = [f"{k}={v}" for k, v in data["methods"].items()]
+        if isinstance(data.get("overrides"), dict):
+            data["overrides"] = [str(x) for kv in data["overrides"].items() for x in kv]
+    for key in GRID_FILE_KEYS:
+        value = getattr(args, key, None)
+        if key == "overrides":
+            value = list(args.opts or []) or None
+        if value is not None:
+            data[key] = value
+    if not data.get("methods"):
+        raise SarjepaError("no methods: give --methods NAME=WEIGHTS ... or a grid file")
+    if not data.get("datasets"):
+        raise SarjepaError("no datasets: give --datasets NAME ... or a grid file")
+    if not data.get("root"):
+        raise SarjepaError("no dataset root: give --root DIR or a grid file")
+    if len(data.get("overrides") or []) % 2:
+        raise SarjepaError(f"config overrides must be KEY VALUE pairs: {data['overrides']}")
+    kwargs = {k: data[k] for k in GRID_FILE_KEYS if k in data and k != "methods"}
+    kwargs["root"] = str(kwargs["root"])
+    return GridSpec(methods=parse_methods(data["methods"]), **kwargs)
+
+
+def finish(run_dir: Path, reference: str | None) -> None:
+    """Write tables and the plot for a run folder and print the Markdown summary."""
+    from benchmark.errors import SarjepaError
+    from benchmark.plots import plot_accuracy_vs_shots
+    from benchmark.tables import write_tables
+
+    try:
+        res = write_tables(run_dir, reference=reference)
+    except SarjepaError as exc:
+        print(f"no tables written: {exc}", file=sys.stderr)
+        return
+    for w in res["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    plot_accuracy_vs_shots(res["summary"], run_dir / "accuracy_vs_shots")
+    print(res["markdown"])
+    print(f"tables and plots in {run_dir}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.grid import run_grid
+
+    spec = spec_from_args(args)
+    run_dir = Path(args.out)
+    counts = run_grid(
+        spec,
+        run_dir,
+        jobs=args.jobs,
+        executor=args.executor,
+        device=args.device,
+        retry_failed=args.retry_failed,
+        fail_fast=args.fail_fast,
+        force=args.force,
+        slurm={"partition": args.partition, "timeout_min": args.time, "gpus": args.gpus},
+    )
+    finish(run_dir, args.reference)
+    print(
+        f"grid: {counts['done']} run, {counts['failed']} failed, "
+        f"{counts['skipped_done']} were already finished"
+    )
+    return 1 if counts["failed"] else 0

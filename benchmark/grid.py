@@ -1,0 +1,412 @@
+"""Few-shot grids: methods x datasets x shots x seeds x protocols, resumable, local or SLURM.
+
+A grid lives in one run folder::
+
+    RUN_DIR/grid.json                                     the grid's definition (what it runs)
+    RUN_DIR/output/<DATASET>/<TRAINER>/<METHOD>_<K>shots/seed<S>/
+        log.txt, result.json                              a finished cell
+        error.json                                        a failed cell (message + traceback)
+    RUN_DIR/cache/                                        splits and cached linear-probe features
+    RUN_DIR/runs.csv, summary.{csv,md,tex}, accuracy_vs_shots.{png,pdf}
+
+A cell is finished when its ``result.json`` is valid (it is written last, atomically). A cell
+without one is redone from scratch (its folder is emptied first); a failed cell keeps its
+``error.json`` and is skipped on the next run unless ``retry_failed``. Each cell seeds
+``random``, numpy and torch from its own seed, so the order or process it runs in does not
+change its result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from benchmark.errors import SarjepaError
+
+PROTOCOLS = {"finetune": "MIM_finetune", "linear": "MIM_linear"}
+CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
+DEFAULT_SHOTS = (10, 20, 40)
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+
+
+@dataclass
+class GridSpec:
+    """What a grid runs. ``methods`` maps a label to a checkpoint path or ``"none"`` (random init).
+
+    ``trainer_config`` is a config name under ``benchmark/configs/trainers/<TRAINER>/`` (e.g.
+    ``vit_b16``) or a path to a YAML file used for every protocol. ``overrides`` are trailing
+    ``KEY VALUE`` config overrides applied to every cell.
+    """
+
+    methods: dict[str, str]
+    datasets: list[str]
+    root: str
+    shots: list[int] = field(default_factory=lambda: list(DEFAULT_SHOTS))
+    seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
+    protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
+    trainer_config: str = "vit_b16"
+    overrides: list[str] = field(default_factory=list)
+
+    def identity(self) -> dict[str, object]:
+        """The parts that define what a cell computes (used to refuse mixing grids)."""
+        return {
+            "methods": dict(sorted(self.methods.items())),
+            "root": self.root,
+            "trainer_config": self.trainer_config,
+            "overrides": list(self.overrides),
+        }
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (method, dataset, shots, seed, protocol) run."""
+
+    method: str
+    weights: str
+    dataset: str
+    shots: int
+    seed: int
+    protocol: str
+
+    @property
+    def trainer(self) -> str:
+        return PROTOCOLS[self.protocol]
+
+    def rel_dir(self) -> str:
+        return (
+            f"output/{self.dataset}/{self.trainer}/{self.method}_{self.shots}shots/seed{self.seed}"
+        )
+
+
+def parse_methods(items: Iterable[str]) -> dict[str, str]:
+    """``["name=path", "random=none"]`` -> ``{"name": "path", "random": "none"}``."""
+    methods: dict[str, str] = {}
+    for item in items:
+        name, sep, weights = item.partition("=")
+        if not sep or not name or not weights:
+            raise SarjepaError(f"--methods expects NAME=WEIGHTS (or NAME=none), got '{item}'")
+        if "/" in name or name in methods:
+            raise SarjepaError(f"bad or repeated method name '{name}'")
+        methods[name] = weights
+    return methods
+
+
+def dataset_config_file(dataset: str) -> Path:
+    """The shipped dataset YAML for a registered dataset name (any registered alias)."""
+    from benchmark.datasets import DATASET_REGISTRY
+
+    name = DATASET_REGISTRY.resolve(dataset)
+    path = CONFIG_ROOT / "datasets" / f"{name.lower()}.yaml"
+    if not path.is_file():
+        raise SarjepaError(f"no shipped dataset config for '{name}' (expected {path.name})")
+    return path
+
+
+def trainer_config_file(trainer_config: str, trainer: str) -> Path:
+    """Resolve a trainer config name (``vit_b16``) or YAML path for one trainer."""
+    p = Path(trainer_config)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise SarjepaError(f"trainer config not found: {trainer_config}")
+        return p
+    path = CONFIG_ROOT / "trainers" / trainer / f"{trainer_config}.yaml"
+    if not path.is_file():
+        known = sorted(q.stem for q in (CONFIG_ROOT / "trainers" / trainer).glob("*.yaml"))
+        from benchmark.errors import unknown
+
+        raise unknown(f"config for {trainer}", trainer_config, known)
+    return path
+
+
+def validate(spec: GridSpec) -> list[Cell]:
+    """Check the whole grid before any cell starts; return its cells in run order."""
+    from benchmark.datasets import DATASET_REGISTRY
+
+    if not spec.methods:
+        raise SarjepaError("the grid has no methods (--methods NAME=WEIGHTS ...)")
+    for name, weights in spec.methods.items():
+        if weights.lower() != "none" and not Path(weights).is_file():
+            raise SarjepaError(f"weights of method '{name}' not found: {weights}")
+    for proto in spec.protocols:
+        if proto not in PROTOCOLS:
+            from benchmark.errors import unknown
+
+            raise unknown("protocol", proto, PROTOCOLS)
+    datasets = [DATASET_REGISTRY.resolve(d) for d in spec.datasets]
+    for d in datasets:
+        dataset_config_file(d)
+    for proto in spec.protocols:
+        trainer_config_file(spec.trainer_config, PROTOCOLS[proto])
+    if not Path(spec.root).is_dir():
+        raise SarjepaError(f"dataset root not found: {spec.root}")
+    if any(k <= 0 for k in spec.shots):
+        raise SarjepaError(f"shots must be positive, got {spec.shots}")
+    cells = []
+    for d in datasets:
+        for proto in spec.protocols:
+            for name, weights in spec.methods.items():
+                for k in spec.shots:
+                    for s in spec.seeds:
+                        cells.append(Cell(name, weights, d, int(k), int(s), proto))
+    return cells
+
+
+def cell_state(run_dir: Path, cell: Cell) -> str:
+    """``"done"``, ``"failed"`` or ``"todo"`` (a corrupt result.json counts as todo)."""
+    d = run_dir / cell.rel_dir()
+    res = d / "result.json"
+    if res.is_file():
+        try:
+            data = json.loads(res.read_text())
+            if data.get("format", "").startswith("sarjepa-result/") and "metrics" in data:
+                return "done"
+        except (OSError, ValueError, AttributeError):
+            pass
+        return "todo"
+    return "failed" if (d / "error.json").is_file() else "todo"
+
+
+def cell_opts(spec: GridSpec, cell: Cell, run_dir: Path, device: str | None) -> list[str]:
+    """The trailing ``KEY VALUE`` list for one cell (grid overrides last win)."""
+    opts = [
+        "TRAINER.NAME", cell.trainer,
+        "DATASET.ROOT", str(spec.root),
+        "DATASET.NUM_SHOTS", str(cell.shots),
+        "SEED", str(cell.seed),
+        "OUTPUT_DIR", str(run_dir / cell.rel_dir()),
+        "RUN.METHOD", cell.method,
+        "RUN.CACHE_DIR", str(run_dir / "cache"),
+        "MODEL.INIT_WEIGHTS", "" if cell.weights.lower() == "none" else cell.weights,
+    ]  # fmt: skip
+    if device:
+        opts += ["RUN.DEVICE", device]
+    return opts + list(spec.overrides)
+
+
+def run_cell(
+    spec_dict: dict, cell_dict: dict, run_dir: str, device: str | None, progress: bool
+) -> dict:
+    """Run one cell in this process; returns ``{"state": "done"|"failed", ...}``.
+
+    Module-level and argument-plain so that process pools and submitit can pickle it.
+    """
+    import benchmark.trainers  # noqa: F401  (registers trainer config keys)
+    from benchmark.config import load_cfg
+    from benchmark.engine import run as run_training
+
+    spec, cell, root = GridSpec(**spec_dict), Cell(**cell_dict), Path(run_dir)
+    out = root / cell.rel_dir()
+    if out.exists():
+        shutil.rmtree(out)  # unfinished or retried: redo from scratch
+    out.mkdir(parents=True)
+    t0 = time.time()
+    try:
+        opts = cell_opts(spec, cell, root, device)
+        if not progress:
+            opts += ["RUN.PROGRESS", "False"]
+        cfg = load_cfg(
+            str(trainer_config_file(spec.trainer_config, cell.trainer)),
+            str(dataset_config_file(cell.dataset)),
+            opts,
+        )
+        # the cell's full log goes to its log.txt; the terminal shows the grid's progress bar
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            result = run_training(cfg)
+        return {
+            "state": "done",
+            "accuracy": result["metrics"]["accuracy"],
+            "time": time.time() - t0,
+        }
+    except Exception as exc:  # a failed cell is recorded, the grid goes on
+        err = {
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+            "cell": asdict(cell),
+        }
+        tmp = out / "error.json.tmp"
+        tmp.write_text(json.dumps(err, indent=2))
+        tmp.replace(out / "error.json")
+        return {"state": "failed", "error": err["error"], "time": time.time() - t0}
+
+
+def prepare_run_dir(spec: GridSpec, run_dir: Path, force: bool) -> None:
+    """Create RUN_DIR and write grid.json; refuse a folder that holds a different grid."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    grid_json = run_dir / "grid.json"
+    if grid_json.is_file():
+        try:
+            old = json.loads(grid_json.read_text())
+        except ValueError:
+            old = None
+        if old is not None and old.get("identity") != spec.identity() and not force:
+            raise SarjepaError(
+                f"{run_dir} holds a different grid (methods, root, trainer config or overrides "
+                "differ from its grid.json); use another --out or --force"
+            )
+    elif (run_dir / "output").exists() and not force:
+        raise SarjepaError(f"{run_dir} holds cells but no grid.json; use another --out or --force")
+    data = {"format": "sarjepa-grid/1", "identity": spec.identity(), "spec": asdict(spec)}
+    tmp = grid_json.with_name("grid.json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(grid_json)
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def run_grid(
+    spec: GridSpec,
+    run_dir: str | Path,
+    *,
+    jobs: int = 1,
+    executor: str = "local",
+    device: str | None = None,
+    retry_failed: bool = False,
+    fail_fast: bool = False,
+    force: bool = False,
+    slurm: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, int]:
+    """Run every unfinished cell of ``spec`` under ``run_dir``; returns counts per state.
+
+    Args:
+        jobs: local worker processes (``executor="local"``); GPUs are assigned round-robin.
+        executor: ``"local"``, ``"slurm"`` or ``"submitit-local"`` (submitit's local executor).
+        device: forced ``RUN.DEVICE`` for every cell (``None``: the config's ``auto``).
+        slurm: submitit parameters for ``executor="slurm"`` (partition, timeout_min, gpus, ...).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    cells = validate(spec)
+    prepare_run_dir(spec, run_dir, force)
+    states = {c: cell_state(run_dir, c) for c in cells}
+    todo = [c for c in cells if states[c] == "todo" or (retry_failed and states[c] == "failed")]
+    counts = {
+        "cells": len(cells),
+        "skipped_done": sum(s == "done" for s in states.values()),
+        "skipped_failed": 0 if retry_failed else sum(s == "failed" for s in states.values()),
+        "done": 0,
+        "failed": 0,
+    }
+    log(
+        f"grid: {len(cells)} cells, {counts['skipped_done']} already finished, "
+        f"{len(todo)} to run"
+        + (
+            f", {counts['skipped_failed']} failed before (--retry-failed)"
+            if counts["skipped_failed"]
+            else ""
+        )
+    )
+    spec_dict = asdict(spec)
+    bar = tqdm(total=len(todo), desc="grid", unit="cell", dynamic_ncols=True)
+
+    def record(cell: Cell, res: dict) -> None:
+        counts[res["state"]] += 1
+        bar.update(1)
+        if res["state"] == "failed":
+            log(f"grid: FAILED {cell.rel_dir()}: {res['error']}")
+            if fail_fast:
+                raise SarjepaError(f"cell {cell.rel_dir()} failed: {res['error']} (--fail-fast)")
+        else:
+            bar.set_postfix_str(
+                f"{cell.method} {cell.dataset} {cell.shots}s: {res['accuracy']:.1f}%"
+            )
+
+    try:
+        if executor == "local" and jobs <= 1:
+            for c in todo:
+                record(c, run_cell(spec_dict, asdict(c), str(run_dir), device, False))
+        elif executor == "local":
+            _run_pool(todo, spec_dict, run_dir, jobs, device, record)
+        elif executor in ("slurm", "submitit-local"):
+            _run_submitit(todo, spec_dict, run_dir, executor, device, slurm or {}, record)
+        else:
+            from benchmark.errors import unknown
+
+            raise unknown("executor", executor, ["local", "slurm", "submitit-local"])
+    finally:
+        bar.close()
+    return counts
+
+
+def _worker_init(gpu_queue, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
+
+
+def _run_pool(todo, spec_dict, run_dir, jobs, device, record) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    n_gpu = _gpu_count() if device in (None, "auto", "cuda") else 0
+    queue = None
+    if n_gpu:
+        queue = ctx.Manager().Queue()
+        for i in range(jobs):
+            queue.put(i % n_gpu)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_worker_init, initargs=(queue, threads)
+    ) as pool:
+        futures = {
+            pool.submit(run_cell, spec_dict, asdict(c), str(run_dir), device, False): c
+            for c in todo
+        }
+        try:
+            for fut in as_completed(futures):
+                record(futures[fut], fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _run_submitit(todo, spec_dict, run_dir, executor, device, slurm, record) -> None:
+    import submitit
+
+    folder = Path(run_dir) / "submitit"
+    if executor == "slurm":
+        ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        params = {
+            "slurm_partition": slurm.get("partition"),
+            "timeout_min": int(slurm.get("timeout_min", 60)),
+            "gpus_per_node": int(slurm.get("gpus", 1)),
+            "cpus_per_task": int(slurm.get("cpus", 8)),
+            "slurm_array_parallelism": int(slurm.get("array_parallelism", 64)),
+        }
+        ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    else:
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=int(slurm.get("timeout_min", 60)))
+    jobs = ex.map_array(
+        run_cell,
+        [spec_dict] * len(todo),
+        [asdict(c) for c in todo],
+        [str(run_dir)] * len(todo),
+        [device] * len(todo),
+        [False] * len(todo),
+    )
+    for cell, job in zip(todo, jobs):
+        try:
+            res = job.result()
+        except Exception as exc:  # the job itself died (time limit, node failure)
+            res = {"state": "failed", "error": f"submitit job {job.job_id}: {exc}".splitlines()[0]}
+        record(cell, res)

@@ -1,0 +1,167 @@
+"""Grids: cells, resumability, failures, refusal of mixed grids, executors, SIGKILL + rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from _bench_run_helpers import make_easy_mstar, tiny_overrides, tiny_vit
+
+from benchmark.cli import main
+from benchmark.errors import SarjepaError
+from benchmark.grid import GridSpec, cell_state, run_grid, validate
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_easy_mstar(tmp_path_factory.mktemp("data"), n_train=6, n_test=2)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("w") / "enc.pth"
+    torch.save({"state_dict": tiny_vit(seed=3).state_dict()}, path)
+    return path
+
+
+def _spec(root: Path, methods: dict[str, str], **kw) -> GridSpec:
+    base = dict(
+        methods=methods,
+        datasets=["MSTAR_SOC"],
+        root=str(root),
+        shots=[2],
+        seeds=[0, 1],
+        protocols=["linear", "finetune"],
+        trainer_config="vit_b16",
+        overrides=tiny_overrides(**{"OPTIM.MAX_EPOCH": 2}),
+    )
+    base.update(kw)
+    return GridSpec(**base)
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def test_grid_runs_resumes_and_redoes_unfinished(tmp_path: Path, data_root: Path, weights: Path):
+    spec = _spec(data_root, {"random": "none", "enc": str(weights)})
+    out = tmp_path / "run"
+    counts = run_grid(spec, out, log=_quiet)
+    assert counts == {"cells": 8, "skipped_done": 0, "skipped_failed": 0, "done": 8, "failed": 0}
+    cells = validate(spec)
+    for c in cells:
+        assert cell_state(out, c) == "done"
+        assert (out / c.rel_dir() / "log.txt").read_text().count("* accuracy:") == 1
+    assert (
+        (out / cells[0].rel_dir())
+        .as_posix()
+        .endswith("output/MSTAR_SOC/MIM_linear/random_2shots/seed0")
+    )
+    summary = (out / "summary.csv").read_bytes() if (out / "summary.csv").exists() else None
+    assert summary is None  # tables are written by the CLI / finish(), not by run_grid
+
+    # a corrupt result.json and a half-written cell are both redone; the rest is skipped
+    (out / cells[0].rel_dir() / "result.json").write_text("{")
+    (out / cells[1].rel_dir() / "result.json").unlink()
+    (out / cells[1].rel_dir() / "partial.tmp").write_text("junk")
+    counts = run_grid(spec, out, log=_quiet)
+    assert counts["done"] == 2 and counts["skipped_done"] == 6
+    assert not (out / cells[1].rel_dir() / "partial.tmp").exists()
+
+
+def test_failed_cell_is_recorded_and_others_continue(tmp_path: Path, data_root: Path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    spec = _spec(data_root, {"random": "none", "bad": str(bad)}, protocols=["linear"], seeds=[0])
+    out = tmp_path / "run"
+    counts = run_grid(spec, out, log=_quiet)
+    assert counts["done"] == 1 and counts["failed"] == 1
+    err = json.loads((out / "output/MSTAR_SOC/MIM_linear/bad_2shots/seed0/error.json").read_text())
+    assert "bad.pth" in err["error"]
+    counts = run_grid(spec, out, log=_quiet)
+    assert counts["skipped_failed"] == 1 and counts["done"] == 0
+    with pytest.raises(SarjepaError, match="fail-fast"):
+        run_grid(spec, out, log=_quiet, retry_failed=True, fail_fast=True)
+
+
+def test_bad_grids_are_refused_before_any_cell(tmp_path: Path, data_root: Path, weights: Path):
+    out = tmp_path / "run"
+    with pytest.raises(SarjepaError, match="weights of method 'x' not found"):
+        run_grid(_spec(data_root, {"x": str(tmp_path / "nope.pth")}), out, log=_quiet)
+    with pytest.raises(SarjepaError, match="unknown protocol 'linaer'.*did you mean 'linear'"):
+        run_grid(_spec(data_root, {"r": "none"}, protocols=["linaer"]), out, log=_quiet)
+    with pytest.raises(SarjepaError, match="unknown dataset 'MSTR_SOC'"):
+        run_grid(_spec(data_root, {"r": "none"}, datasets=["MSTR_SOC"]), out, log=_quiet)
+    assert not out.exists()
+    one = _spec(data_root, {"r": "none"}, seeds=[0], protocols=["linear"])
+    run_grid(one, out, log=_quiet)
+    other = _spec(data_root, {"r": "none", "enc": str(weights)}, seeds=[0], protocols=["linear"])
+    with pytest.raises(SarjepaError, match="holds a different grid"):
+        run_grid(other, out, log=_quiet)
+    assert run_grid(other, out, log=_quiet, force=True)["done"] == 1
+
+
+def test_cli_grid_writes_tables(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+):
+    out = tmp_path / "run"
+    args = ["grid", "--methods", "random=none", "--datasets", "mstar_soc", "--shots", "2",
+            "--seeds", "0", "--protocols", "linear", "--root", str(data_root), "--out", str(out),
+            *tiny_overrides(**{"OPTIM.MAX_EPOCH": 1})]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "| random |" in text
+    for name in ("runs.csv", "summary.csv", "summary.md", "summary.tex", "accuracy_vs_shots.png"):
+        assert (out / name).is_file(), name
+    assert main(["grid", "--methods", "random", "--datasets", "MSTAR_SOC", "--root",
+                 str(data_root), "--out", str(out)]) == 2  # fmt: skip
+
+
+def test_submitit_local_executor(tmp_path: Path, data_root: Path):
+    spec = _spec(data_root, {"random": "none"}, protocols=["linear"], seeds=[0])
+    counts = run_grid(spec, tmp_path / "run", executor="submitit-local", log=_quiet)
+    assert counts["done"] == 1
+
+
+def _grid_cmd(root: Path, out: Path, weights: Path) -> list[str]:
+    return [sys.executable, "-m", "benchmark.cli", "grid", "--methods", "random=none",
+            f"enc={weights}", "--datasets", "MSTAR_SOC", "--shots", "2", "3", "--seeds", "0", "1",
+            "--protocols", "linear", "finetune", "--root", str(root), "--out", str(out),
+            *tiny_overrides(**{"OPTIM.MAX_EPOCH": 2})]  # fmt: skip
+
+
+def test_sigkill_midway_then_rerun_gives_the_same_summary(
+    tmp_path: Path, data_root: Path, weights: Path
+):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SARJEPA_CACHE": str(tmp_path / "cache")}
+    ref = tmp_path / "ref"
+    subprocess.run(_grid_cmd(data_root, ref, weights), env=env, check=True, capture_output=True)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_grid_cmd(data_root, out, weights), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.rglob("result.json"))) < 5:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(out.rglob("result.json")))
+    assert 0 < finished < 16, "the kill must land mid-grid"
+    subprocess.run(_grid_cmd(data_root, out, weights), env=env, check=True, capture_output=True)
+    assert (out / "summary.csv").read_bytes() == (ref / "summary.csv").read_bytes()
+    assert len(list(out.rglob("result.json"))) == 16
