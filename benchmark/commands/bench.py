@@ -1,0 +1,273 @@
+"""``sarjepa bench``: images per second of our training / eval paths against the authors' way.
+
+Runs every measurement of :mod:`benchmark.speed` in one process on one device, so the ratio
+ours / reference is comparable across machines; prints a progress line per measurement and a
+Markdown table last, and with ``--json`` writes every number plus torch version, device and date
+(rewritten after each measurement, so a run cut short keeps what it measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from benchmark.errors import SarjepaError
+
+CHOICES = ("finetune", "eval", "pretrain", "gf")
+ARCHES = ("tiny", "small", "base", "large")
+# (CUDA, CPU) defaults: the paper's batch sizes on a GPU, small ones a 2-core CPU gets through.
+DEFAULTS = {
+    "iters": (20, 3),
+    "warmup": (5, 1),
+    "train_batch": (50, 8),
+    "eval_batch": ([50, 256], [8, 32]),
+    "pretrain_batch": (75, 8),
+    "gf_batch": (75, 75),
+}
+
+
+def register(subparsers) -> None:
+    """Add the ``bench`` subcommand."""
+    p = subparsers.add_parser(
+        "bench",
+        help="throughput (img/s) of fine-tune, eval, pretrain steps and GF targets vs reference",
+        description="Time our paths (bf16 autocast on CUDA, fp32 on CPU; SDPA with the iRPE "
+        "bias; GF from integral images) against the authors' way in the same process (fp32, "
+        "explicit softmax attention with indexed iRPE, GF by conv2d) on random 1-channel "
+        "images. Each number is the median over --iters timed steps after --warmup steps. "
+        "Batch defaults are the paper's on CUDA (50, 50/256, 75, 75) and small on CPU "
+        "(8, 8/32, 8, 75). Exit status 1 if a measurement failed (its error is in the table).",
+    )
+    p.add_argument("--arch", default="base", choices=ARCHES, help="ViT size, patch 16 (base)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
+    p.add_argument("--iters", type=int, help="timed steps per variant (CUDA 20, CPU 3)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (CUDA 5, CPU 1)")
+    p.add_argument(
+        "--only", nargs="+", choices=CHOICES, metavar="WHAT",
+        help=f"measurements to run, of: {' '.join(CHOICES)} (all)",
+    )  # fmt: skip
+    p.add_argument("--json", metavar="OUT.json", help="write all numbers here")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
+    p.add_argument(
+        "--amp", default="auto", choices=("auto", "bf16", "off"),
+        help="precision of ours: auto = bf16 autocast on CUDA, fp32 on CPU (the reference is fp32)",
+    )  # fmt: skip
+    p.add_argument("--img-size", type=int, default=224, help="square input size (224)")
+    p.add_argument("--train-batch", type=int, help="fine-tune step batch (CUDA 50, CPU 8)")
+    p.add_argument(
+        "--eval-batch",
+        type=int,
+        nargs="+",
+        metavar="B",
+        help="eval batches (CUDA 50 256, CPU 8 32)",
+    )
+    p.add_argument("--pretrain-batch", type=int, help="SAR-JEPA step batch (CUDA 75, CPU 8)")
+    p.add_argument("--gf-batch", type=int, help="GF target batch (75)")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: torch's; 1 on a busy box)"
+    )
+    p.set_defaults(func=run)
+
+
+def _device(pref: str):
+    import torch
+
+    pref = pref.lower()
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    if pref != "cpu" and not pref.startswith("cuda"):
+        raise SarjepaError(f"--device must be auto, cpu, cuda or cuda:N, got '{pref}'")
+    if pref.startswith("cuda") and not torch.cuda.is_available():
+        raise SarjepaError(f"--device '{pref}' requested but CUDA is not available")
+    try:
+        return torch.device(pref)
+    except RuntimeError:
+        raise SarjepaError(f"--device: cannot parse '{pref}'") from None
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Resolve device-dependent defaults and check the numbers; returns a ``speed.Settings``."""
+    from benchmark.speed import Settings
+
+    device = _device(args.device)
+    k = 0 if device.type == "cuda" else 1
+
+    def pick(name):
+        value = getattr(args, name)
+        return DEFAULTS[name][k] if value is None else value
+
+    s = Settings(
+        arch=args.arch, device=device, img_size=args.img_size, warmup=pick("warmup"),
+        iters=pick("iters"), train_batch=pick("train_batch"),
+        eval_batches=tuple(pick("eval_batch")), pretrain_batch=pick("pretrain_batch"),
+        gf_batch=pick("gf_batch"), compile=args.compile, amp_mode=args.amp,
+    )  # fmt: skip
+    checks = {"--iters": s.iters, "--train-batch": s.train_batch, "--gf-batch": s.gf_batch}
+    checks |= {"--pretrain-batch": s.pretrain_batch, "--eval-batch": min(s.eval_batches)}
+    for flag, value in checks.items():
+        if value < 1:
+            raise SarjepaError(f"{flag} must be >= 1, got {value}")
+    if s.warmup < 0:
+        raise SarjepaError(f"--warmup must be >= 0, got {s.warmup}")
+    if args.threads is not None and args.threads < 1:
+        raise SarjepaError(f"--threads must be >= 1, got {args.threads}")
+    if s.img_size % 16 or s.img_size < 32:
+        raise SarjepaError(f"--img-size must be a multiple of 16 and >= 32, got {s.img_size}")
+    return s
+
+
+def _rate(t) -> str:
+    if t is None:
+        return "-"
+    return "error" if t.error else f"{t.img_s:,.1f}"
+
+
+def _peak(r) -> str:
+    vals = [t.peak_mb for t in (r.ours, r.ref) if t is not None]
+    if all(v is None for v in vals):
+        return "-"
+    return " / ".join("-" if v is None else f"{v:,.0f}" for v in vals)
+
+
+def _notes(r) -> str:
+    notes = [f"{k}: {t.error}" for k, t in (("ours", r.ours), ("ref", r.ref)) if t and t.error]
+    return "; ".join(notes + ([r.note] if r.note else []))
+
+
+def markdown_table(rows) -> str:
+    """``what | ours img/s | reference img/s | ratio | peak MB (ours / ref) | note``."""
+    out = [
+        "| what | ours img/s | reference img/s | ratio | peak MB (ours / ref) | note |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = f"{r.ratio:.2f}x" if r.ratio else "-"
+        cells = [r.what, _rate(r.ours), _rate(r.ref), ratio, _peak(r), _notes(r)]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def report_dict(s, rows, checks: dict) -> dict:
+    """Everything measured plus the environment, as plain JSON types."""
+    import datetime
+    import platform
+
+    import torch
+
+    dev = s.device
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = platform.processor() or platform.machine() or "cpu"
+    return {
+        "format": "sarjepa-bench/1",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(dev),
+        "device_name": name,
+        "cpu_threads": torch.get_num_threads(),
+        "tf32": {
+            "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn": bool(torch.backends.cudnn.allow_tf32),
+        },
+        "settings": {
+            "arch": s.arch,
+            "img_size": s.img_size,
+            "warmup": s.warmup,
+            "iters": s.iters,
+            "train_batch": s.train_batch,
+            "eval_batches": list(s.eval_batches),
+            "pretrain_batch": s.pretrain_batch,
+            "gf_batch": s.gf_batch,
+            "compile": s.compile,
+            "ours": f"{'bf16 autocast' if s.amp else 'fp32'}, SDPA + iRPE bias, GF integral images",
+            "reference": "fp32, explicit softmax attention + indexed iRPE, GF conv2d",
+        },  # fmt: skip
+        "checks": checks,
+        "results": [
+            {
+                "what": r.what,
+                "batch": r.batch,
+                "ratio": r.ratio,
+                "note": r.note,
+                "ours": None if r.ours is None else dict(r.ours.__dict__),
+                "reference": None if r.ref is None else dict(r.ref.__dict__),
+                **r.extra,
+            }
+            for r in rows
+        ],  # fmt: skip
+    }
+
+
+def _write_json(path: str, data: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SarjepaError(f"--json: folder '{os.path.dirname(path)}' does not exist")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _line(r) -> str:
+    msg = f"  {r.what}: ours {_rate(r.ours)} img/s"
+    if r.ref is not None:
+        msg += f", reference {_rate(r.ref)} img/s"
+    if r.ratio:
+        msg += f" ({r.ratio:.2f}x)"
+    notes = _notes(r)
+    return msg + (f"  [{notes}]" if notes else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the selected measurements; 0 if all ran (or were skipped), 1 if any failed."""
+    import torch
+
+    from benchmark import speed
+
+    s = settings_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n for n in CHOICES if n in (args.only or CHOICES)]
+    if args.json:
+        _write_json(args.json, report_dict(s, [], {}))  # fail early on a bad path
+    amp = "bf16 autocast" if s.amp else "fp32"
+    where = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else "cpu"
+    print(
+        f"sarjepa bench: vit_{s.arch}_patch16 (iRPE, 1 x {s.img_size}^2) on {where}, torch "
+        f"{torch.__version__}; ours = {amp} + SDPA, reference = fp32 explicit attention; "
+        f"{s.warmup} warm-up + {s.iters} timed steps each",
+        flush=True,
+    )
+    checks: dict = {}
+    try:
+        checks["attention_fp32"] = c = speed.attention_check(s)
+        print(
+            f"  check: fp32 forward ours vs reference (2 blocks, random iRPE tables): max abs "
+            f"diff {c['max_abs_diff']:.1e} of max |feature| {c['max_abs_value']:.2f}",
+            flush=True,
+        )
+    except Exception as exc:  # report, keep timing
+        checks["attention_fp32"] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        print(f"  check failed: {checks['attention_fp32']['error']}", flush=True)
+    shown = 0
+
+    def on_rows(rows):
+        nonlocal shown
+        for r in rows[shown:]:
+            print(_line(r), flush=True)
+        shown = len(rows)
+        if args.json:
+            _write_json(args.json, report_dict(s, rows, checks))
+
+    rows = speed.run_all(names, s, on_rows)
+    print()
+    print(markdown_table(rows))
+    failed = any(
+        t is not None and t.error and not t.error.startswith("skipped")
+        for r in rows
+        for t in (r.ours, r.ref)
+    )
+    return 1 if failed else 0

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# One short GPU run of `sarjepa bench` (about 1-2 minutes on an H100/H200, capped at 4): ViT-B/16
+# iRPE fine-tune step (b50), eval (b50, b256), SAR-JEPA pretrain step (b75) and GF targets (b75),
+# ours vs the authors' way on the same card. Writes $OUT/bench.json and $OUT/bench.txt.
+# Extra arguments go to `sarjepa bench` (e.g. --compile: adds a few minutes of compilation).
+set -uo pipefail
+OUT="${OUT:-.}"
+python -m pip install -e . --no-deps --no-build-isolation -q >/dev/null 2>&1 || echo "pip install failed; using python -m"
+if command -v sarjepa >/dev/null; then BENCH=(sarjepa bench); else BENCH=(python -m benchmark.cli bench); fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
+timeout 240 "${BENCH[@]}" --device cuda --warmup 5 --iters 30 --json "$OUT/bench.json" "$@" 2>&1 | tee "$OUT/bench.txt"

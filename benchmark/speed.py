@@ -1,0 +1,438 @@
+"""Throughput of our training / evaluation paths against the authors' way, on the same card.
+
+Every measurement times one *step* repeatedly (``warmup`` untimed, then ``iters`` timed, each
+between two device synchronisations) and reports the median as images per second. "Ours" is what
+this repository runs: bf16 autocast on CUDA (fp32 on CPU), attention through
+``scaled_dot_product_attention`` with the iRPE term as an additive bias, GF targets from summed-area
+tables. The "reference" is the same model and step computed the way the authors' released code
+does: fp32, attention as ``softmax((q @ k^T) * scale + rpe) @ v`` with the iRPE term gathered from a
+flattened per-bucket table, GF targets from conv2d with four (2r+1) x (2r+1) half-window kernels
+per scale. Both run in one process, so their ratio is comparable across cards.
+
+Measurements (images are random, labels random among 10 classes):
+
+- ``finetune``: forward, cross-entropy on a Linear head, backward, AdamW step (few-shot trainer).
+- ``eval``: forward under ``torch.inference_mode`` at each eval batch size.
+- ``pretrain``: one SAR-JEPA step (``pretrain.methods`` method ``sarjepa``: window draw, GF targets,
+  forward, masked MSE, backward, AdamW); skipped with a note when that package is missing.
+- ``gf``: the GF per-patch targets of a batch (4 scales).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.speed_ref import (
+    PATCH,
+    conv_gf_maps,
+    conv_gf_target,
+    reference_attention,
+    set_reference_attention,
+    to_patches,
+)
+
+NUM_CLASSES = 10
+
+
+@dataclass
+class Timing:
+    """One variant of one measurement: median step time, throughput, peak memory or an error."""
+
+    img_s: float | None = None
+    median_ms: float | None = None
+    peak_mb: float | None = None
+    error: str = ""
+
+
+@dataclass
+class Result:
+    """One table row: ``ours`` against ``ref`` (None where there is no reference)."""
+
+    what: str
+    batch: int
+    ours: Timing
+    ref: Timing | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ref is None or not self.ours.img_s or not self.ref.img_s:
+            return None
+        return self.ours.img_s / self.ref.img_s
+
+
+@dataclass
+class Settings:
+    """What to run: encoder size, device, precision of ours, batch sizes and iteration counts."""
+
+    arch: str = "base"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    img_size: int = 224
+    warmup: int = 5
+    iters: int = 20
+    train_batch: int = 50
+    eval_batches: tuple[int, ...] = (50, 256)
+    pretrain_batch: int = 75
+    gf_batch: int = 75
+    compile: bool = False
+    amp_mode: str = "auto"  # ours: "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
+
+    @property
+    def amp(self) -> torch.dtype | None:
+        """Our autocast dtype (None = fp32); the reference is always fp32."""
+        if self.amp_mode == "bf16" or (self.amp_mode == "auto" and self.device.type == "cuda"):
+            return torch.bfloat16
+        return None
+
+
+# --------------------------------------------------------------------------- timing helpers
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:120]
+
+
+def time_variant(
+    setup: Callable[[], Callable[[], object]], batch: int, s: Settings, warmup: int | None = None
+) -> Timing:
+    """Build a step with ``setup()``, run it ``warmup`` + ``s.iters`` times; errors are returned.
+
+    The peak memory (CUDA) counts from just before ``setup`` (model, optimiser state, warm-up).
+    """
+    dev = s.device
+    _free(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    try:
+        step = setup()
+        for _ in range(s.warmup if warmup is None else warmup):
+            step()
+        times = []
+        for _ in range(s.iters):
+            _sync(dev)
+            t0 = time.perf_counter()
+            step()
+            _sync(dev)
+            times.append(time.perf_counter() - t0)
+    except Exception as exc:  # OOM, missing kernels, ...: report and carry on
+        msg = _one_line(exc)
+        del exc
+        step = None
+        _free(dev)
+        return Timing(error=msg)
+    med = statistics.median(times)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+    del step
+    _free(dev)
+    return Timing(img_s=batch / med, median_ms=med * 1e3, peak_mb=peak)
+
+
+def _autocast(s: Settings, enabled: bool):
+    if enabled and s.amp is not None:
+        return torch.autocast(s.device.type, dtype=s.amp)
+    return contextlib.nullcontext()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_encoder(arch: str, img_size: int) -> nn.Module:
+    from pretrain.models import build_vit
+
+    return build_vit(f"vit_{arch}_patch16", img_size=img_size, num_classes=NUM_CLASSES)
+
+
+def build_encoder(s: Settings) -> nn.Module:
+    """A fresh copy of the 1-channel iRPE ViT of ``s.arch`` with a Linear head, on ``s.device``.
+
+    The model is initialised once (on the CPU) and deep-copied for every variant: same weights,
+    and no repeated init cost.
+    """
+    return copy.deepcopy(_cpu_encoder(s.arch, s.img_size)).to(s.device)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_method(arch: str, img_size: int) -> nn.Module:
+    from pretrain.methods import build_method
+
+    return build_method(sarjepa_cfg(arch, img_size)[0])
+
+
+def clear_caches() -> None:
+    """Drop the cached CPU models."""
+    _cpu_encoder.cache_clear()
+    _cpu_method.cache_clear()
+
+
+# --------------------------------------------------------------------------- measurements
+def _finetune_setup(s: Settings, ours: bool, compiled: bool = False):
+    def setup():
+        model = set_reference_attention(build_encoder(s).train(), on=not ours)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
+        fwd = torch.compile(model) if compiled else model
+        x = torch.rand(s.train_batch, 1, s.img_size, s.img_size, device=s.device)
+        y = torch.randint(0, NUM_CLASSES, (s.train_batch,), device=s.device)
+
+        def step():
+            with _autocast(s, ours):
+                loss = F.cross_entropy(fwd(x).float(), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step
+
+    return setup
+
+
+def _eval_setup(s: Settings, batch: int, ours: bool, compiled: bool = False):
+    def setup():
+        model = set_reference_attention(build_encoder(s).eval(), on=not ours)
+        fwd = torch.compile(model) if compiled else model
+        x = torch.rand(batch, 1, s.img_size, s.img_size, device=s.device)
+
+        def step():
+            with torch.inference_mode(), _autocast(s, ours):
+                fwd(x)
+
+        return step
+
+    return setup
+
+
+def measure_finetune(s: Settings) -> list[Result]:
+    """Full training step of the encoder + Linear head at ``s.train_batch``."""
+    b = s.train_batch
+    ref = time_variant(_finetune_setup(s, False), b, s)
+    rows = [Result(f"finetune b{b}", b, time_variant(_finetune_setup(s, True), b, s), ref)]
+    if s.compile:
+        comp = time_variant(_finetune_setup(s, True, True), b, s, max(s.warmup, 2))
+        rows.append(Result(f"finetune b{b} compiled", b, comp, ref))
+    return rows
+
+
+def measure_eval(s: Settings) -> list[Result]:
+    """Inference forward at each of ``s.eval_batches``."""
+    rows = []
+    for b in s.eval_batches:
+        ref = time_variant(_eval_setup(s, b, False), b, s)
+        rows.append(Result(f"eval b{b}", b, time_variant(_eval_setup(s, b, True), b, s), ref))
+        if s.compile:
+            comp = time_variant(_eval_setup(s, b, True, True), b, s, max(s.warmup, 2))
+            rows.append(Result(f"eval b{b} compiled", b, comp, ref))
+    return rows
+
+
+class _Node(dict):
+    """A dict read by attribute, standing in for a yacs node where yacs is not installed."""
+
+    def __getattr__(self, key: str):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def mask_geometry(img_size: int) -> tuple[int, int]:
+    """``(window side, windows per image)``: the paper's (7, 4) on grids of >= 8 patches; on
+    smaller test images windows of ``grid - 1`` (4 origins), at least 2 x 2 patches."""
+    grid = img_size // PATCH
+    if grid >= 8:
+        return 7, 4
+    window = max(2, grid - 1)
+    return window, min(4, (grid - window + 1) ** 2)
+
+
+def plain_sarjepa_cfg(arch: str, img_size: int) -> _Node:
+    """The keys of ``pretrain/configs/sarjepa_vit_b16.yaml`` that build the method, without yacs.
+
+    ``tests/test_speed.py`` checks them against the yacs config, so the two cannot drift apart.
+    """
+    n = _Node
+    window, num_window = mask_geometry(img_size)
+    return n(
+        METHOD=n(NAME="sarjepa"),
+        MODEL=n(
+            ARCH=f"vit_{arch}_patch16",
+            EMBED_DIM=0,
+            DEPTH=0,
+            NUM_HEADS=0,
+            PATCH_SIZE=0,
+            MLP_RATIO=0.0,
+            IN_CHANS=1,
+            POS_EMBED="irpe",
+            CLASS_TOKEN=True,
+            DROP_PATH=0.0,
+        ),
+        PREDICTOR=n(EMBED_DIM=512, DEPTH=8, NUM_HEADS=16, MLP_RATIO=4.0),
+        MASK=n(WINDOW_SIZE=window, NUM_WINDOW=num_window, RATIO=0.8),
+        TARGET=n(NAME="gf", OPTIONS=n(SCALES=[5, 9, 13, 17])),
+        INPUT=n(SIZE=img_size),
+        TRAIN=n(BETAS=(0.9, 0.95), WEIGHT_DECAY=0.05),
+    )
+
+
+def sarjepa_cfg(arch: str, img_size: int):
+    """``(cfg, source)``: the bundled yacs recipe with ``arch`` / size, or the plain stand-in."""
+    try:
+        from pretrain.config import load_config
+    except ImportError:  # yacs missing (e.g. a bare GPU image)
+        return plain_sarjepa_cfg(arch, img_size), "built-in copy of sarjepa_vit_b16 (no yacs)"
+    opts = ["MODEL.ARCH", f"vit_{arch}_patch16", "INPUT.SIZE", str(img_size)]
+    window, num_window = mask_geometry(img_size)
+    opts += ["MASK.WINDOW_SIZE", str(window), "MASK.NUM_WINDOW", str(num_window)]
+    return load_config("sarjepa_vit_b16", opts), "sarjepa_vit_b16.yaml"
+
+
+def _pretrain_setup(s: Settings, ours: bool, compiled: bool = False):
+    def setup():
+        from timm.optim import param_groups_weight_decay
+
+        cfg, _ = sarjepa_cfg(s.arch, s.img_size)
+        method = copy.deepcopy(_cpu_method(s.arch, s.img_size)).to(s.device).train()
+        if not ours:
+            set_reference_attention(method)
+            method.target = conv_gf_target
+        skip = tuple(sorted(method.no_weight_decay()))
+        groups = param_groups_weight_decay(method, cfg.TRAIN.WEIGHT_DECAY, skip)
+        fused = {"fused": True} if ours and s.device.type == "cuda" else {}
+        opt = torch.optim.AdamW(groups, lr=1e-4, betas=tuple(cfg.TRAIN.BETAS), **fused)
+        fwd = torch.compile(method) if compiled else method
+        x = torch.rand(s.pretrain_batch, 1, s.img_size, s.img_size, device=s.device)
+        gen = torch.Generator().manual_seed(0)
+
+        def step():
+            with _autocast(s, ours):
+                loss, _ = fwd(x, gen)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step
+
+    return setup
+
+
+def measure_pretrain(s: Settings) -> list[Result]:
+    """One SAR-JEPA step (targets included); a note instead when pretrain.methods is missing."""
+    b = s.pretrain_batch
+    try:
+        from pretrain.methods import method_names
+
+        if "sarjepa" not in method_names():
+            raise ImportError("method 'sarjepa' is not registered")
+        _, source = sarjepa_cfg(s.arch, s.img_size)
+    except ImportError as exc:
+        return [Result(f"pretrain b{b}", b, Timing(error=f"skipped: {_one_line(exc)}"))]
+    ref = time_variant(_pretrain_setup(s, False), b, s)
+    rows = [Result(f"pretrain b{b}", b, time_variant(_pretrain_setup(s, True), b, s), ref)]
+    rows[0].extra["config"] = source
+    if s.compile:
+        comp = time_variant(_pretrain_setup(s, True, True), b, s, max(s.warmup, 2))
+        rows.append(Result(f"pretrain b{b} compiled", b, comp, ref))
+    return rows
+
+
+def measure_gf(s: Settings) -> list[Result]:
+    """GF per-patch targets (4 scales) of ``s.gf_batch`` images: ours vs conv2d, and their gap."""
+    b = s.gf_batch
+    try:
+        from pretrain.targets import build_target
+
+        target = build_target("gf", patch_size=PATCH)
+    except ImportError as exc:
+        return [Result(f"gf b{b}", b, Timing(error=f"skipped: {_one_line(exc)}"))]
+    x = torch.rand(b, 1, s.img_size, s.img_size, device=s.device)
+
+    def setup(fn):
+        def step():
+            with torch.no_grad():
+                fn(x)
+
+        return lambda: step
+
+    ref = time_variant(setup(conv_gf_target), b, s)
+    row = Result(f"gf b{b}", b, time_variant(setup(target), b, s), ref)
+    with torch.no_grad():  # agreement on 2 images with the conv path in fp32 and in fp64
+        ours_t = target(x[:2]).double()
+        f32 = conv_gf_target(x[:2]).double()
+        f64 = to_patches(conv_gf_maps(x[:2], dtype=torch.float64))
+    d32, d64 = (ours_t - f32).abs(), (ours_t - f64).abs()
+    rel64 = (d64 / f64.abs().clamp(min=1e-3)).max().item()
+    row.extra.update(
+        max_abs_diff_fp32_conv=d32.max().item(),
+        max_abs_diff_fp64_conv=d64.max().item(),
+        max_rel_diff_fp64_conv=rel64,
+    )
+    row.note = (
+        f"max abs diff vs fp32 conv {d32.max().item():.1e}; vs fp64 conv {d64.max().item():.1e} "
+        f"(rel {rel64:.1e} where |ref| >= 1e-3)"
+    )
+    return [row]
+
+
+def attention_check(s: Settings) -> dict:
+    """fp32 forward of ours vs the explicit reference (2 blocks of ``s.arch``, random iRPE tables).
+
+    Returns ``{"max_abs_diff", "max_abs_value"}`` over all output tokens ``(2, 1 + N, D)``.
+    """
+    model = build_encoder(s).eval()
+    model.blocks = model.blocks[:2]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for blk in model.blocks:
+            w = blk.attn.rpe_k.lookup_table_weight
+            w.copy_(torch.randn(w.shape, generator=gen) * 0.5)
+        x = torch.rand(2, 1, s.img_size, s.img_size, generator=gen).to(s.device)
+        ours = model.forward_features(x)
+        with reference_attention(model):
+            ref = model.forward_features(x)
+    return {
+        "max_abs_diff": (ours - ref).abs().max().item(),
+        "max_abs_value": ref.abs().max().item(),
+    }
+
+
+MEASURES: dict[str, Callable[[Settings], list[Result]]] = {
+    "finetune": measure_finetune,
+    "eval": measure_eval,
+    "pretrain": measure_pretrain,
+    "gf": measure_gf,
+}
+
+
+def run_all(
+    names: list[str], s: Settings, on_rows: Callable[[list[Result]], None] | None = None
+) -> list[Result]:
+    """Run the named measurements in order; ``on_rows`` gets the rows so far after each one."""
+    rows: list[Result] = []
+    for name in names:
+        try:
+            new = MEASURES[name](s)
+        except Exception as exc:  # a bug in one measurement must not lose the others
+            new = [Result(name, 0, Timing(error=_one_line(exc)))]
+        rows.extend(new)
+        if on_rows is not None:
+            on_rows(rows)
+    clear_caches()
+    return rows
