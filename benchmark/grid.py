@@ -42,7 +42,8 @@ class GridSpec:
 
     ``trainer_config`` is a config name under ``benchmark/configs/trainers/<TRAINER>/`` (e.g.
     ``vit_b16``) or a path to a YAML file used for every protocol. ``overrides`` are trailing
-    ``KEY VALUE`` config overrides applied to every cell.
+    ``KEY VALUE`` config overrides applied to every cell; ``protocol_overrides`` maps a
+    protocol (``linear`` / ``finetune``) to overrides applied after them to its cells only.
     """
 
     methods: dict[str, str]
@@ -53,6 +54,7 @@ class GridSpec:
     protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
     trainer_config: str = "vit_b16"
     overrides: list[str] = field(default_factory=list)
+    protocol_overrides: dict[str, list[str]] = field(default_factory=dict)
 
     def identity(self) -> dict[str, object]:
         """The parts that define what a cell computes (used to refuse mixing grids)."""
@@ -61,6 +63,7 @@ class GridSpec:
             "root": self.root,
             "trainer_config": self.trainer_config,
             "overrides": list(self.overrides),
+            "protocol_overrides": {k: list(v) for k, v in sorted(self.protocol_overrides.items())},
         }
 
 
@@ -187,7 +190,7 @@ def cell_opts(spec: GridSpec, cell: Cell, run_dir: Path, device: str | None) -> 
     ]  # fmt: skip
     if device:
         opts += ["RUN.DEVICE", device]
-    return opts + list(spec.overrides)
+    return opts + list(spec.overrides) + list(spec.protocol_overrides.get(cell.protocol, []))
 
 
 def run_cell(
