@@ -165,3 +165,14 @@ def test_sigkill_midway_then_rerun_gives_the_same_summary(
     subprocess.run(_grid_cmd(data_root, out, weights), env=env, check=True, capture_output=True)
     assert (out / "summary.csv").read_bytes() == (ref / "summary.csv").read_bytes()
     assert len(list(out.rglob("result.json"))) == 16
+
+
+def test_local_worker_processes_give_the_same_results(tmp_path: Path, data_root: Path):
+    spec = _spec(data_root, {"random": "none"}, protocols=["linear"])
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_grid(spec, one, log=_quiet)
+    assert run_grid(spec, two, jobs=2, log=_quiet)["done"] == 2
+    for c in validate(spec):
+        a = json.loads((one / c.rel_dir() / "result.json").read_text())["metrics"]
+        b = json.loads((two / c.rel_dir() / "result.json").read_text())["metrics"]
+        assert a == b
