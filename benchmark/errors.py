@@ -28,3 +28,14 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> SarjepaError:
     return SarjepaError(
         f"unknown {kind} '{name}'{closest(name, choices)}; known: {', '.join(choices)}"
     )
+
+
+def check_trailing_opts(opts: list[str]) -> None:
+    """Refuse a ``--flag`` among trailing ``KEY VALUE`` overrides.
+
+    argparse hands everything after the first ``KEY`` to the overrides, so a flag placed there
+    would otherwise be read as a config key.
+    """
+    flags = [o for o in opts if o.startswith("--")]
+    if flags:
+        raise SarjepaError(f"option '{flags[0]}' must come before the KEY VALUE overrides")

@@ -55,16 +55,6 @@ def _expand(paths: list[str]) -> list[str]:
     return files
 
 
-def check_opts(opts: list[str]) -> None:
-    """Refuse ``--flag`` among the trailing overrides (argparse hands everything after the first
-    ``KEY`` to the overrides)."""
-    from benchmark.errors import SarjepaError
-
-    flags = [o for o in opts if o.startswith("--")]
-    if flags:
-        raise SarjepaError(f"option '{flags[0]}' must come before the KEY VALUE overrides")
-
-
 def run(args: argparse.Namespace) -> int:
     import os
     import sys
@@ -75,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from benchmark.config import load_cfg
     from benchmark.engine import resolve_amp, resolve_device
-    from benchmark.errors import SarjepaError
+    from benchmark.errors import SarjepaError, check_trailing_opts
     from benchmark.features import Backbone, extract
     from dassl_patches.transforms import build_transform
     from pretrain.weights import encoder_from_cfg
@@ -85,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"MODEL.INIT_WEIGHTS": args.weights}
     if args.pool:
         overrides["MODEL.POOL"] = args.pool
-    check_opts(args.opts)
+    check_trailing_opts(args.opts)
     cfg = load_cfg(opts=args.opts, overrides=overrides)
     files = _expand(args.images)
     out = Path(args.out)

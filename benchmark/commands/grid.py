@@ -122,8 +122,10 @@ def finish(run_dir: Path, reference: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from benchmark.errors import check_trailing_opts
     from benchmark.grid import run_grid
 
+    check_trailing_opts(list(args.opts or []))
     spec = spec_from_args(args)
     run_dir = Path(args.out)
     counts = run_grid(

@@ -32,20 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check_opts(opts: list[str]) -> None:
-    """Refuse ``--flag`` among the trailing overrides (argparse hands everything after the first
-    ``KEY`` to the overrides)."""
-    from benchmark.errors import SarjepaError
-
-    flags = [o for o in opts if o.startswith("--")]
-    if flags:
-        raise SarjepaError(f"option '{flags[0]}' must come before the KEY VALUE overrides")
-
-
 def run(args: argparse.Namespace) -> int:
     import benchmark.trainers  # noqa: F401 - registers the trainers' config keys
     from benchmark.config import load_cfg
     from benchmark.engine import run as run_cell
+    from benchmark.errors import check_trailing_opts
 
     overrides: dict = {}
     if args.root:
@@ -58,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["TRAINER.NAME"] = args.trainer
     if args.strict_shots:
         overrides["RUN.STRICT_SHOTS"] = True
-    check_opts(args.opts)
+    check_trailing_opts(args.opts)
     cfg = load_cfg(args.config_file, args.dataset_config_file, args.opts, overrides)
     result = run_cell(cfg)
     m = result["metrics"]
