@@ -105,5 +105,8 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    print(f"wrote {out}: {len(files)} x {feats.shape[1]} features ({weights.format}, {amp})")
+    print(
+        f"wrote {out}: {len(files)} x {feats.shape[1]} features "
+        f"(checkpoint format {weights.format}, amp {amp})"
+    )
     return 0
