@@ -77,7 +77,8 @@ _C.TRAIN.ACCUM_ITER = 1  # gradient accumulation steps
 _C.TRAIN.BLR = 1e-3  # lr = BLR * BATCH_SIZE * ACCUM_ITER * world_size / 256
 _C.TRAIN.LR = 0.0  # absolute peak lr; 0 = derive from BLR
 _C.TRAIN.MIN_LR = 0.0
-_C.TRAIN.WEIGHT_DECAY = 0.05  # not on biases, norms, tokens, 1-d parameters
+_C.TRAIN.WEIGHT_DECAY = 0.05  # not on biases and 1-d parameters (norms)
+_C.TRAIN.DECAY_TOKENS = True  # decay cls/mask tokens too, as the authors did; False exempts them
 _C.TRAIN.BETAS = (0.9, 0.95)
 _C.TRAIN.CLIP_GRAD = 0.0  # max grad norm; 0 = off
 _C.TRAIN.AMP = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU | "bf16" | "off"

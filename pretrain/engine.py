@@ -54,17 +54,26 @@ def lr_at(t: float, peak: float, min_lr: float, warmup_epochs: float, epochs: fl
     return min_lr + (peak - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (t - warmup_epochs) / span))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """timm's groups: no decay on biases, 1-d parameters (norms) and ``model.no_weight_decay()``."""
+def param_groups(
+    model: torch.nn.Module, weight_decay: float, decay_tokens: bool = True
+) -> list[dict]:
+    """timm's groups: no decay on biases and 1-d parameters (norms).
+
+    With ``decay_tokens`` (the default, as the authors' ``main_pretrain.py``: timm's helper with
+    no skip list) tokens such as ``cls_token`` / ``mask_token`` are decayed like any weight;
+    ``decay_tokens=False`` also exempts ``model.no_weight_decay()``.
+    """
     from timm.optim import param_groups_weight_decay
 
-    skip = tuple(sorted(model.no_weight_decay())) if hasattr(model, "no_weight_decay") else ()
+    skip: tuple[str, ...] = ()
+    if not decay_tokens and hasattr(model, "no_weight_decay"):
+        skip = tuple(sorted(model.no_weight_decay()))
     return param_groups_weight_decay(model, weight_decay, no_weight_decay_list=skip)
 
 
 def build_optimizer(model: torch.nn.Module, cfg, lr: float, device: torch.device):
     """AdamW over :func:`param_groups` (fused kernels on CUDA)."""
-    groups = param_groups(model, cfg.TRAIN.WEIGHT_DECAY)
+    groups = param_groups(model, cfg.TRAIN.WEIGHT_DECAY, bool(cfg.TRAIN.DECAY_TOKENS))
     kwargs = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.TRAIN.BETAS), **kwargs)
 

@@ -49,11 +49,22 @@ def test_lr_schedule_matches_hand_table():
     assert lr_at(3.0, 1.0, 0.1, 2, 6) == pytest.approx(0.8681980515, abs=1e-9)
 
 
-def test_param_groups_no_decay_on_bias_norm_tokens():
+def test_param_groups_decay_tokens_like_the_authors_by_default():
     from pretrain.methods import build_method
 
     method = build_method(tiny_cfg())
     groups = param_groups(method, 0.05)
+    decay = {n for g in groups if g["weight_decay"] > 0 for n, p in method.named_parameters()
+             if any(p is q for q in g["params"])}  # fmt: skip
+    assert {"mask_token", "encoder.cls_token", "encoder.blocks.0.attn.qkv.weight"} <= decay
+    assert "encoder.norm.weight" not in decay and "encoder.blocks.0.attn.qkv.bias" not in decay
+
+
+def test_param_groups_no_decay_on_bias_norm_tokens():
+    from pretrain.methods import build_method
+
+    method = build_method(tiny_cfg())
+    groups = param_groups(method, 0.05, decay_tokens=False)
     names = {id(p): n for n, p in method.named_parameters()}
     decay = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     no_decay = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
