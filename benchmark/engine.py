@@ -139,7 +139,14 @@ class RunLog:
         return bool(self._stdout is not None and self._stdout.isatty())
 
     def print(self, msg: str) -> None:
-        """Print a line through tqdm (keeps progress bars intact) into the tee."""
+        """Print a line into the tee; through tqdm on a terminal (keeps progress bars intact).
+
+        Off a terminal (a log file, or a grid that silences its cells) the line is written
+        directly: ``tqdm.write`` would redraw every live bar, e.g. a grid's, once per line.
+        """
+        if not self.isatty():
+            self.write(f"{msg}\n")
+            return
         from tqdm import tqdm
 
         tqdm.write(str(msg), file=self)
