@@ -28,26 +28,19 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import __version__
+from benchmark.datasets.fusar import New_FUSAR
+from benchmark.datasets.mstar import MSTAR_SOC
+from benchmark.datasets.sar_acd import SAR_ACD
 from benchmark.errors import SarjepaError, unknown
 
 #: Bump when the chips change for the same seed.
 GENERATOR_VERSION = 1
 FORMAT = "sarjepa-synth/1"
 
-MSTAR_CLASSES = ("BMP2", "BTR70", "T72", "BTR60", "2S1", "BRDM2", "D7", "T62", "ZIL131", "ZSU234")
-FUSAR_CLASSES = (
-    "Bridges",
-    "Cargo",
-    "CoastalLands_island",
-    "Fishing",
-    "LandPatches",
-    "OtherShip",
-    "SeaClutterWaves",
-    "SeaPatches",
-    "StrongFalseAlarms",
-    "Tanker",
-)
-ACD_CLASSES = ("A220", "A330", "ARJ21", "Boeing737", "Boeing787")
+# The class names and their order are the readers' label maps (one source of truth).
+MSTAR_CLASSES = tuple(sorted(MSTAR_SOC.labels, key=MSTAR_SOC.labels.get))
+FUSAR_CLASSES = tuple(sorted(New_FUSAR.labels, key=New_FUSAR.labels.get))
+ACD_CLASSES = tuple(sorted(SAR_ACD.labels, key=SAR_ACD.labels.get))
 FUSAR_SCENES = (
     "Bridges",
     "CoastalLands_island",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
+from benchmark.config import cfg_to_dict  # noqa: F401 - re-exported for pretrain.checkpoints
 from benchmark.errors import SarjepaError, closest
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -168,19 +169,6 @@ def check_config(cfg: CN) -> None:
         raise SarjepaError(f"MASK.RATIO must be in (0, 1), got {cfg.MASK.RATIO}")
     if cfg.TRAIN.AMP not in ("auto", "bf16", "off"):
         raise SarjepaError(f"TRAIN.AMP must be auto, bf16 or off, got '{cfg.TRAIN.AMP}'")
-
-
-def cfg_to_dict(cfg: CN) -> dict:
-    """Plain nested dict (lists for tuples) of a config, for checkpoints and JSON."""
-
-    def conv(v):
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        return v
-
-    return conv(cfg)
 
 
 def _flat_keys(node: CN, prefix: str = "") -> list[str]:

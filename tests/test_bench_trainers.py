@@ -18,14 +18,7 @@ from benchmark.features import FeatureStore, file_stamps
 from benchmark.trainers import TRAINER_REGISTRY
 from benchmark.trainers.optim import lr_per_epoch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread avoids thread-pool contention on small CPUs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _optim(**kw) -> CN:

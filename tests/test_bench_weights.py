@@ -19,14 +19,7 @@ from _bench_run_helpers import (
 from benchmark.errors import SarjepaError
 from pretrain.weights import infer_arch, load_encoder, resolve_arch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread avoids thread-pool contention on small CPUs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _x(n: int = 3) -> torch.Tensor:

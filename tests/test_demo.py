@@ -6,19 +6,12 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from benchmark.cli import main
 from benchmark.demo import DEMO_CONFIG, load_demo_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_demo_config(tmp_path: Path) -> Path:

@@ -18,13 +18,7 @@ from benchmark.cli import main
 from benchmark.errors import SarjepaError
 from benchmark.grid import GridSpec, cell_state, run_grid, validate
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,13 @@ import sys
 import pytest
 import torch
 from _pretrain_helpers import (
-    one_torch_thread,  # noqa: F401
     tiny_opts,
     write_chips,
 )
 
 from benchmark.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from _pretrain_helpers import (
-    one_torch_thread,  # noqa: F401
     write_chips,
 )
 from PIL import Image
@@ -22,6 +21,8 @@ from pretrain.data import (
     find_images,
     read_gray_uint8,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_find_images_recursive_any_case_sorted(tmp_path):

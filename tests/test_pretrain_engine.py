@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 from _pretrain_helpers import (
-    one_torch_thread,  # noqa: F401
     tiny_cfg,
     write_chips,
 )
@@ -16,6 +15,8 @@ from _pretrain_helpers import (
 from benchmark.errors import SarjepaError
 from pretrain import checkpoints as ck
 from pretrain.engine import lr_at, param_groups, peak_lr, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from _pretrain_helpers import (
-    one_torch_thread,  # noqa: F401
     tiny_cfg,
 )
 
 from benchmark.errors import SarjepaError
 from pretrain.methods import build_method, masked_mse, method_names
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_masked_mse_equals_naive_loop():

@@ -25,14 +25,6 @@ BLOCKED = ("yacs", "pandas", "matplotlib", "sklearn", "scipy")
 
 
 @pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
 def fresh_imports_without_optional_packages():
     """Our packages re-imported from scratch with BLOCKED unimportable; all restored after."""
     tops = ("benchmark", "pretrain", "dassl_patches", *BLOCKED)
