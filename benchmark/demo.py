@@ -73,11 +73,9 @@ def run_demo(
     jobs: int = 1,
     log=print,
 ) -> dict:
-    """Run the demo end to end; returns what :func:`benchmark.tables.write_tables` returns."""
-    from benchmark.grid import GridSpec, run_grid
-    from benchmark.plots import plot_accuracy_vs_shots
+    """Run the demo end to end; returns what :func:`benchmark.grid.write_outputs` returns."""
+    from benchmark.grid import GridSpec, run_grid, write_outputs
     from benchmark.synth_layout import generate
-    from benchmark.tables import write_tables
     from pretrain.checkpoints import find_latest
     from pretrain.config import load_config
     from pretrain.engine import train
@@ -139,8 +137,7 @@ def run_demo(
     counts = run_grid(spec, grid_dir, jobs=jobs, device=device, log=log, force=True)
     if counts["failed"]:
         log(f"warning: {counts['failed']} cells failed; see error.json files under {grid_dir}")
-    res = write_tables(grid_dir, reference="random")
-    plot_accuracy_vs_shots(res["summary"], grid_dir / "accuracy_vs_shots")
+    res = write_outputs(grid_dir, reference="random")
     for name in ("summary.csv", "summary.md", "comparison.csv", "accuracy_vs_shots.png"):
         if (grid_dir / name).is_file():
             shutil.copyfile(grid_dir / name, out / name)

@@ -346,6 +346,16 @@ def run_grid(
     return counts
 
 
+def write_outputs(run_dir: str | Path, reference: str | None = None) -> dict:
+    """Write a grid's tables and accuracy-vs-shots plot; returns :func:`write_tables`' result."""
+    from benchmark.plots import plot_accuracy_vs_shots
+    from benchmark.tables import write_tables
+
+    res = write_tables(run_dir, reference=reference)
+    res["files"] += plot_accuracy_vs_shots(res["summary"], Path(run_dir) / "accuracy_vs_shots")
+    return res
+
+
 def _worker_init(gpu_queue, threads: int) -> None:
     import torch
 

@@ -20,6 +20,7 @@ lives in ``pretrain/weights.py``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -164,8 +165,12 @@ def read_sidecar(ckpt: str | os.PathLike) -> dict | None:
         return json.load(f)
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """Package version plus the git commit of the source tree when available (``-dirty`` if so)."""
+    """Package version plus the git commit of the source tree when available (``-dirty`` if so).
+
+    Computed once per process (two ``git`` calls); every grid cell and feature-cache key asks.
+    """
     from benchmark import __version__
 
     here = Path(__file__).resolve().parent

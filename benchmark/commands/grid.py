@@ -106,17 +106,15 @@ def spec_from_args(args: argparse.Namespace):
 def finish(run_dir: Path, reference: str | None) -> None:
     """Write tables and the plot for a run folder and print the Markdown summary."""
     from benchmark.errors import SarjepaError
-    from benchmark.plots import plot_accuracy_vs_shots
-    from benchmark.tables import write_tables
+    from benchmark.grid import write_outputs
 
     try:
-        res = write_tables(run_dir, reference=reference)
+        res = write_outputs(run_dir, reference)
     except SarjepaError as exc:
         print(f"no tables written: {exc}", file=sys.stderr)
         return
     for w in res["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
-    plot_accuracy_vs_shots(res["summary"], run_dir / "accuracy_vs_shots")
     print(res["markdown"])
     print(f"tables and plots in {run_dir}")
 
