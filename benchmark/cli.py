@@ -8,7 +8,7 @@ import pkgutil
 import sys
 
 from benchmark import __version__
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 
 
 def build_parser() -> argparse.ArgumentParser:

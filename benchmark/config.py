@@ -20,7 +20,8 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
-from benchmark.errors import SarjepaError, closest
+from benchmark.core.configs import cfg_to_dict, flat_keys, one_line  # noqa: F401
+from benchmark.core.errors import SarjepaError, closest
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -153,14 +154,6 @@ def get_cfg_default() -> CN:
     return cfg
 
 
-def flat_keys(node: CN, prefix: str = "") -> list[str]:
-    """All leaf keys of ``node`` as dotted names, in definition order."""
-    keys: list[str] = []
-    for k, v in node.items():
-        keys += flat_keys(v, f"{prefix}{k}.") if isinstance(v, CN) else [f"{prefix}{k}"]
-    return keys
-
-
 def resolve_config_file(path: str | Path) -> Path:
     """Return ``path`` if it is a file, else the bundled config it names.
 
@@ -216,7 +209,7 @@ def load_cfg(
             with open(path, encoding="utf-8") as f:
                 other = CN.load_cfg(f)
         except Exception as exc:
-            raise SarjepaError(f"config file '{source}': cannot parse: {_one_line(exc)}") from None
+            raise SarjepaError(f"config file '{source}': cannot parse: {one_line(exc)}") from None
         if other is None:
             continue
         if not isinstance(other, CN):
@@ -232,19 +225,6 @@ def load_cfg(
     if freeze:
         cfg.freeze()
     return cfg
-
-
-def cfg_to_dict(cfg: CN) -> dict:
-    """Plain nested dict (tuples become lists) of a config, for JSON provenance."""
-
-    def conv(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        return v
-
-    return conv(cfg)
 
 
 def _leaves(node: CN, prefix: str = "") -> list[tuple[str, Any]]:
@@ -310,7 +290,3 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
 
 
 _BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
@@ -75,10 +75,10 @@ def run_demo(
 ) -> dict:
     """Run the demo end to end; returns what :func:`benchmark.grid.write_outputs` returns."""
     from benchmark.grid import GridSpec, run_grid, write_outputs
-    from benchmark.synth_layout import generate
+    from benchmark.synth.layout import generate
     from pretrain.checkpoints import find_latest
     from pretrain.config import load_config
-    from pretrain.engine import train
+    from pretrain.train import train
 
     conf = load_demo_config(config)
     out = Path(out)

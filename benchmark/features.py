@@ -21,7 +21,6 @@ recomputed later), never corrupt it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -35,7 +34,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchmark import __version__
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.core.io import atomic_numpy_save, atomic_write_json
+from benchmark.core.runtime import autocast
 
 FEATURE_CODE_VERSION = "1"
 
@@ -80,16 +81,9 @@ class ImageDataset(Dataset):
 
 def resolve_cache_dir(cfg: Any) -> Path:
     """``RUN.CACHE_DIR``, else ``$SARJEPA_CACHE``, else ``~/.cache/sarjepa``."""
-    from benchmark.splits import resolve_cache_dir as _resolve
+    from benchmark.datasets.splits import resolve_cache_dir as _resolve
 
     return _resolve(str(cfg.RUN.CACHE_DIR or ""))
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` when ``amp == "bf16"``, else a no-op."""
-    if amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -209,20 +203,16 @@ class FeatureStore:
             merged[f] = (s, v)
         names = sorted(merged)
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.key}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                files=np.asarray(names, dtype=str),
-                stamps=np.stack([merged[n][0] for n in names]).astype(np.int64),
-                features=np.stack([merged[n][1] for n in names]).astype(np.float32),
-            )
-        os.replace(tmp, self.path)
+        arrays = {
+            "files": np.asarray(names, dtype=str),
+            "stamps": np.stack([merged[n][0] for n in names]).astype(np.int64),
+            "features": np.stack([merged[n][1] for n in names]).astype(np.float32),
+        }
+        atomic_numpy_save(arrays, self.path)
         meta = self.path.with_suffix(".json")
         if not meta.is_file():
-            tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
-            tmp_meta.write_text(json.dumps(self.spec, indent=1, sort_keys=True, default=str))
-            os.replace(tmp_meta, meta)
+            spec = json.loads(json.dumps(self.spec, sort_keys=True, default=str))
+            atomic_write_json(spec, meta)
 
 
 def cached_extract(

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.core.io import atomic_write_json
 
 PROTOCOLS = {"finetune": "MIM_finetune", "linear": "MIM_linear"}
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
@@ -122,7 +123,7 @@ def trainer_config_file(trainer_config: str, trainer: str) -> Path:
     path = CONFIG_ROOT / "trainers" / trainer / f"{trainer_config}.yaml"
     if not path.is_file():
         known = sorted(q.stem for q in (CONFIG_ROOT / "trainers" / trainer).glob("*.yaml"))
-        from benchmark.errors import unknown
+        from benchmark.core.errors import unknown
 
         raise unknown(f"config for {trainer}", trainer_config, known)
     return path
@@ -139,7 +140,7 @@ def validate(spec: GridSpec) -> list[Cell]:
             raise SarjepaError(f"weights of method '{name}' not found: {weights}")
     for proto in spec.protocols:
         if proto not in PROTOCOLS:
-            from benchmark.errors import unknown
+            from benchmark.core.errors import unknown
 
             raise unknown("protocol", proto, PROTOCOLS)
     datasets = [DATASET_REGISTRY.resolve(d) for d in spec.datasets]
@@ -201,8 +202,8 @@ def run_cell(
     Module-level and argument-plain so that process pools and submitit can pickle it.
     """
     import benchmark.trainers  # noqa: F401  (registers trainer config keys)
+    from benchmark.cell import run as run_training
     from benchmark.config import load_cfg
-    from benchmark.engine import run as run_training
 
     spec, cell, root = GridSpec(**spec_dict), Cell(**cell_dict), Path(run_dir)
     out = root / cell.rel_dir()
@@ -233,9 +234,7 @@ def run_cell(
             "traceback": traceback.format_exc(),
             "cell": asdict(cell),
         }
-        tmp = out / "error.json.tmp"
-        tmp.write_text(json.dumps(err, indent=2))
-        tmp.replace(out / "error.json")
+        atomic_write_json(err, out / "error.json", indent=2)
         return {"state": "failed", "error": err["error"], "time": time.time() - t0}
 
 
@@ -256,9 +255,7 @@ def prepare_run_dir(spec: GridSpec, run_dir: Path, force: bool) -> None:
     elif (run_dir / "output").exists() and not force:
         raise SarjepaError(f"{run_dir} holds cells but no grid.json; use another --out or --force")
     data = {"format": "sarjepa-grid/1", "identity": spec.identity(), "spec": asdict(spec)}
-    tmp = grid_json.with_name("grid.json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(grid_json)
+    atomic_write_json(data, grid_json, indent=2)
 
 
 def _gpu_count() -> int:
@@ -338,7 +335,7 @@ def run_grid(
         elif executor in ("slurm", "submitit-local"):
             _run_submitit(todo, spec_dict, run_dir, executor, device, slurm or {}, record)
         else:
-            from benchmark.errors import unknown
+            from benchmark.core.errors import unknown
 
             raise unknown("executor", executor, ["local", "slurm", "submitit-local"])
     finally:

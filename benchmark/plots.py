@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.core.io import atomic_write
 
 _PDF_META = {"CreationDate": None, "Producer": "sarjepa", "Creator": "sarjepa"}
 _PNG_META = {"Software": "sarjepa"}
@@ -19,8 +20,13 @@ _PNG_META = {"Software": "sarjepa"}
 def _save(fig, stem: Path) -> list[str]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=150, bbox_inches="tight", metadata=_PNG_META)
-    fig.savefig(pdf, bbox_inches="tight", metadata=_PDF_META)
+    atomic_write(
+        png,
+        lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight", metadata=_PNG_META),
+    )
+    atomic_write(
+        pdf, lambda f: fig.savefig(f, format="pdf", bbox_inches="tight", metadata=_PDF_META)
+    )
     return [str(png), str(pdf)]
 
 

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.core.io import atomic_write_text
 
 PROTOCOL_OF_TRAINER = {"MIM_linear": "linear", "MIM_finetune": "finetune"}
 RUN_FIELDS = [
@@ -375,9 +376,7 @@ def latex_table(summary: list[dict[str, object]]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(text, path)
 
 
 SUMMARY_FIELDS = [

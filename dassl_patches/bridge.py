@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 
 
 def add_sarjepa_keys(cfg: Any) -> Any:

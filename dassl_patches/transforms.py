@@ -22,7 +22,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import RandomHorizontalFlip, RandomVerticalFlip
 
-from benchmark.errors import SarjepaError, unknown
+from benchmark.core.errors import SarjepaError, unknown
 
 SUPPORTED = ("random_flip", "normalize")
 # Dassl's AVAI_CHOICES: accepted names that this harness does not implement.

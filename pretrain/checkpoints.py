@@ -13,25 +13,24 @@ Layout of an output folder written by ``sarjepa pretrain``::
 ``<epoch>`` is the 0-based index of the last finished epoch (as in MAE and the authors' code:
 ``checkpoint-200.pth`` has 201 epochs behind it). ``model`` holds the encoder keys unprefixed
 (the fine-tune ViT's names) plus the method's own keys (``mask_token``, ``decoder_*``, ...).
-Files are written to a temporary name in the same folder, flushed, then renamed with
-``os.replace``, so a crash never leaves a truncated checkpoint. Loading of third-party formats
-lives in ``pretrain/weights.py``.
+Methods whose upstream code saves another layout (I-JEPA: ``encoder``, ``predictor``,
+``target_encoder``, ``opt``, ``epoch``, ...) write that layout instead; the sidecar is the same.
+Every file is written with :func:`benchmark.core.io.atomic_write`, so a crash never leaves a
+truncated checkpoint. Loading for the benchmark (any format) lives in ``pretrain/weights.py``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
-import subprocess
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.core.io import atomic_torch_save, atomic_write_json
+from benchmark.core.provenance import code_version
 
 SIDECAR_FORMAT = "sarjepa-pretrain/1"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)\.pth$")
@@ -66,80 +65,27 @@ def find_latest(out_dir: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
-
-
-def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Write ``obj`` as indented JSON atomically."""
-    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
-    _atomic_write(Path(path), lambda f: f.write(data))
-
-
-def atomic_write_text(text: str, path: str | os.PathLike) -> None:
-    """Write a text file atomically."""
-    _atomic_write(Path(path), lambda f: f.write(text.encode()))
-
-
-def save_checkpoint(
-    out_dir: str | os.PathLike,
-    epoch: int,
-    model_state: dict,
-    optimizer_state: dict | None,
-    args: dict,
-    sidecar: dict,
-    scaler_state: dict | None = None,
-    extra: dict | None = None,
-) -> Path:
+def save_checkpoint(out_dir: str | os.PathLike, epoch: int, entries: dict, sidecar: dict) -> Path:
     """Write ``checkpoint-<epoch>.pth`` then its sidecar, both atomically; return the .pth path.
 
     Args:
         out_dir: output folder (created if needed).
         epoch: 0-based index of the last finished epoch.
-        model_state: encoder keys unprefixed + method keys (tensors on any device).
-        optimizer_state: ``optimizer.state_dict()``.
-        args: plain dict (must hold ``"arch"``).
+        entries: the checkpoint dict (a method's :meth:`checkpoint_entries`).
         sidecar: the metadata dict; ``format`` and ``epoch`` are filled in here.
-        scaler_state: grad-scaler state (None: bf16/fp32 need none).
-        extra: further top-level entries (plain types / tensors only).
     """
     path = checkpoint_path(out_dir, epoch)
-    obj = {
-        "model": {k: v.detach().cpu() for k, v in model_state.items()},
-        "optimizer": optimizer_state,
-        "epoch": int(epoch),
-        "scaler": scaler_state,
-        "args": args,
-    }
-    if extra:
-        obj.update(extra)
-    atomic_torch_save(obj, path)
+    atomic_torch_save(entries, path)
     meta = {"format": SIDECAR_FORMAT, **sidecar, "epoch": int(epoch)}
-    atomic_write_json(meta, sidecar_path(path))
+    atomic_write_json(meta, sidecar_path(path), indent=2)
     return path
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``, on CPU).
+    """Load a checkpoint dict (``weights_only=True``, on CPU).
 
     Raises:
-        SarjepaError: missing file, or a file that is not a loadable checkpoint dict.
+        SarjepaError: missing, truncated or foreign file (the message names it).
     """
     path = Path(path)
     if not path.is_file():
@@ -149,58 +95,36 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except Exception as exc:
         reason = " ".join(str(exc).split())[:300]
         raise SarjepaError(f"cannot load checkpoint '{path}': {reason}") from None
-    if not isinstance(obj, dict) or "model" not in obj:
-        raise SarjepaError(
-            f"checkpoint '{path}' has no 'model' entry (not a pretraining checkpoint)"
-        )
+    if not isinstance(obj, dict) or "epoch" not in obj:
+        raise SarjepaError(f"checkpoint '{path}' is not a pretraining checkpoint (no 'epoch')")
     return obj
 
 
-def read_sidecar(ckpt: str | os.PathLike) -> dict | None:
-    """The sidecar dict of a checkpoint, or None if there is none."""
-    p = sidecar_path(ckpt)
-    if not p.is_file():
-        return None
-    with open(p, encoding="utf-8") as f:
-        return json.load(f)
+def read_sidecar(ckpt: str | os.PathLike) -> dict:
+    """The sidecar dict of a checkpoint written by ``sarjepa pretrain``, or ``{}`` if it has none
+    (a third-party file, or a JSON file of another kind beside it).
 
-
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """Package version plus the git commit of the source tree when available (``-dirty`` if so).
-
-    Computed once per process (two ``git`` calls); every grid cell and feature-cache key asks.
+    Raises:
+        SarjepaError: the sidecar exists but is not valid JSON (the message names it).
     """
-    from benchmark import __version__
-
-    here = Path(__file__).resolve().parent
+    side = sidecar_path(ckpt)
+    if not side.is_file():
+        return {}
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        if sha.returncode != 0:
-            return __version__
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        suffix = "-dirty" if dirty.stdout.strip() else ""
-        return f"{__version__}+g{sha.stdout.strip()}{suffix}"
-    except (OSError, subprocess.SubprocessError):
-        return __version__
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SarjepaError(f"checkpoint metadata '{side}' is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(
+        SIDECAR_FORMAT.split("/")[0] + "/"
+    ):
+        return {}
+    return meta
 
 
 def checkpoint_args(cfg, method, world: int, eff: int, lr: float) -> dict:
     """``args`` of the checkpoint: plain dict with ``arch``, the authors' argument names and
     the full resolved config."""
-    from pretrain.config import cfg_to_dict
+    from benchmark.core.configs import cfg_to_dict
 
     desc = method.describe()
     return {

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
-from benchmark.config import cfg_to_dict  # noqa: F401 - re-exported for pretrain.checkpoints
-from benchmark.errors import SarjepaError, closest
+from benchmark.core.configs import flat_keys, one_line
+from benchmark.core.errors import SarjepaError, closest
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -61,7 +61,7 @@ _C.DATA = CN()
 _C.DATA.CACHE = False  # decode every image once into an in-memory uint8 buffer
 _C.DATA.NUM_WORKERS = 8  # DataLoader workers per process
 _C.DATA.PIN_MEMORY = True  # only used on CUDA
-_C.DATA.HIGH_BIT = "range"  # 16-bit images: "range" (x * 255 / 65535) | "minmax" (per image)
+_C.DATA.HIGH_BIT = "shift"  # 16-bit/float: "shift" (v >> 8, OpenCV) | "minmax" (per image)
 _C.DATA.SKIP_CORRUPT = False  # log and skip unreadable images (also --skip-corrupt)
 
 _C.AUG = CN()
@@ -74,8 +74,9 @@ _C.TRAIN = CN()
 _C.TRAIN.EPOCHS = 300
 _C.TRAIN.WARMUP_EPOCHS = 20  # linear warm-up per iteration, then half-cycle cosine
 _C.TRAIN.BATCH_SIZE = 75  # per process
-_C.TRAIN.ACCUM_ITER = 1  # gradient accumulation steps
-_C.TRAIN.BLR = 1e-3  # lr = BLR * BATCH_SIZE * ACCUM_ITER * world_size / 256
+_C.TRAIN.ACCUM_ITER = 0  # gradient accumulation steps; 0 = reach EFFECTIVE_BATCH (else 1)
+_C.TRAIN.EFFECTIVE_BATCH = 0  # the paper's batch over all GPUs, reached by accumulation; 0 = none
+_C.TRAIN.BLR = 1e-3  # lr = BLR * effective batch / 256
 _C.TRAIN.LR = 0.0  # absolute peak lr; 0 = derive from BLR
 _C.TRAIN.MIN_LR = 0.0
 _C.TRAIN.WEIGHT_DECAY = 0.05  # not on biases and 1-d parameters (norms)
@@ -149,7 +150,6 @@ def check_config(cfg: CN) -> None:
     positive = {
         "TRAIN.EPOCHS": cfg.TRAIN.EPOCHS,
         "TRAIN.BATCH_SIZE": cfg.TRAIN.BATCH_SIZE,
-        "TRAIN.ACCUM_ITER": cfg.TRAIN.ACCUM_ITER,
         "INPUT.SIZE": cfg.INPUT.SIZE,
         "MASK.WINDOW_SIZE": cfg.MASK.WINDOW_SIZE,
         "MASK.NUM_WINDOW": cfg.MASK.NUM_WINDOW,
@@ -159,6 +159,8 @@ def check_config(cfg: CN) -> None:
             raise SarjepaError(f"{key} must be positive, got {value}")
     for key, value in {
         "TRAIN.WARMUP_EPOCHS": cfg.TRAIN.WARMUP_EPOCHS,
+        "TRAIN.ACCUM_ITER": cfg.TRAIN.ACCUM_ITER,
+        "TRAIN.EFFECTIVE_BATCH": cfg.TRAIN.EFFECTIVE_BATCH,
         "TRAIN.SAVE_FREQ": cfg.TRAIN.SAVE_FREQ,
         "TRAIN.MAX_ITERS": cfg.TRAIN.MAX_ITERS,
         "DATA.NUM_WORKERS": cfg.DATA.NUM_WORKERS,
@@ -171,23 +173,12 @@ def check_config(cfg: CN) -> None:
         raise SarjepaError(f"TRAIN.AMP must be auto, bf16 or off, got '{cfg.TRAIN.AMP}'")
 
 
-def _flat_keys(node: CN, prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in node.items():
-        keys += _flat_keys(v, f"{prefix}{k}.") if isinstance(v, CN) else [f"{prefix}{k}"]
-    return keys
-
-
 def _key_msg(exc: Exception) -> str:
     """One-line message of a yacs merge error, with a suggestion for an unknown key."""
-    msg = _one_line(exc.args[0]) if exc.args else _one_line(exc)
+    msg = one_line(exc.args[0]) if exc.args else one_line(exc)
     for prefix in ("Non-existent config key: ", "Non-existent key: "):
         if not msg.startswith(prefix):
             continue
         key = msg[len(prefix) :].strip()
-        return f"unknown config key '{key}'{closest(key, _flat_keys(_C))}"
+        return f"unknown config key '{key}'{closest(key, flat_keys(_C))}"
     return msg
-
-
-def _one_line(exc: object) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

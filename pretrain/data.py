@@ -1,15 +1,10 @@
 """Unlabeled SAR image folders for pretraining: discovery, decoding, augmentation, sampling.
 
-On disk: any folder tree of ``.jpg .jpeg .png .tif .tiff .bmp`` files (any letter case), found
-recursively in sorted order; labels and sub-folder names are ignored. Images may be 8-bit or
-16-bit, gray or colour; every image is decoded to one 8-bit gray plane:
-
-- 8-bit gray: as stored; colour (RGB, RGBA, palette, CMYK, ...): PIL's ``"L"`` conversion
-  (ITU-R 601-2 luma, the same as the few-shot readers).
-- 16-bit (and 32-bit integer) gray: ``high_bit="range"`` (default) maps the full type range
-  linearly, ``v8 = round(v16 * 255 / 65535)``, so relative brightness between images is kept;
-  ``high_bit="minmax"`` stretches each image's own min..max to 0..255.
-- float images: always stretched min..max per image (their range is unknown).
+On disk: any folder tree of images (:data:`benchmark.core.images.IMAGE_EXTENSIONS`, any letter
+case), found recursively in sorted order; labels and sub-folder names are ignored. Every image is
+decoded to one 8-bit grey plane by the project's one policy (:mod:`benchmark.core.images`, the
+same as the few-shot readers); ``DATA.HIGH_BIT`` chooses ``shift`` (OpenCV-equal, default) or
+``minmax`` for 16-bit and float files.
 
 Training transform (the paper's): ``RandomResizedCrop(size, scale=(0.2, 1.0), bicubic)``,
 ``RandomHorizontalFlip``, ``ColorJitter(contrast=0.5)`` on the gray image, ``ToTensor``
@@ -23,7 +18,6 @@ run sees exactly the crops an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -34,106 +28,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.core.images import check_high_bit, find_images, read_gray
+from benchmark.core.provenance import data_fingerprint
+from benchmark.core.runtime import mix_seed
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-HIGH_BIT_MODES = ("range", "minmax")
-
-_M1, _M2, _M3 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-
-
-def mix_seed(*parts: int) -> int:
-    """Combine integers into one 63-bit seed (deterministic, order-sensitive)."""
-    h = 0x2545F4914F6CDD1D
-    for p in parts:
-        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * _M1 & 0xFFFFFFFFFFFFFFFF
-        h = (h ^ (h >> 31)) * _M2 & 0xFFFFFFFFFFFFFFFF
-        h = (h ^ (h >> 29)) * _M3 & 0xFFFFFFFFFFFFFFFF
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
-def find_images(root: str | os.PathLike) -> list[str]:
-    """Return the sorted relative (POSIX) paths of all images under ``root``.
-
-    Raises:
-        SarjepaError: ``root`` is missing, not a folder, or holds no image.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise SarjepaError(f"data folder '{root}' does not exist")
-    if not root.is_dir():
-        raise SarjepaError(f"data path '{root}' is not a folder")
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        rel_dir = Path(dirpath).relative_to(root)
-        for name in sorted(filenames):
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                found.append((rel_dir / name).as_posix())
-    if not found:
-        exts = " ".join(IMAGE_EXTENSIONS)
-        raise SarjepaError(f"no images ({exts}, any case) found under data folder '{root}'")
-    return sorted(found)
-
-
-def data_fingerprint(root: str | os.PathLike, files: Sequence[str]) -> str:
-    """SHA-256 (hex) of the sorted relative paths with their sizes and mtimes (whole seconds)."""
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        st = os.stat(Path(root) / rel)
-        h.update(f"{rel}\t{st.st_size}\t{int(st.st_mtime)}\n".encode())
-    return h.hexdigest()
-
-
-def to_gray_uint8(img: Image.Image, high_bit: str = "range") -> np.ndarray:
-    """Convert a PIL image of any common mode to an (H, W) uint8 gray array (see module doc)."""
-    if high_bit not in HIGH_BIT_MODES:
-        raise SarjepaError(f"DATA.HIGH_BIT '{high_bit}' is not one of {', '.join(HIGH_BIT_MODES)}")
-    mode = img.mode
-    if mode == "L":
-        return np.asarray(img, dtype=np.uint8).copy()
-    if mode.startswith("I;16") or mode == "I":
-        a = np.asarray(img).astype(np.float64)
-        if high_bit == "minmax":
-            return _stretch(a)
-        top = 65535.0 if mode.startswith("I;16") or a.max(initial=0) <= 65535 else 2.0**32 - 1
-        return np.clip(np.rint(np.clip(a, 0, None) * (255.0 / top)), 0, 255).astype(np.uint8)
-    if mode == "F":
-        return _stretch(np.asarray(img, dtype=np.float64))
-    if mode == "P" or mode == "PA":
-        img = img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
-    return np.asarray(img.convert("L"), dtype=np.uint8).copy()
-
-
-def _stretch(a: np.ndarray) -> np.ndarray:
-    """Map the finite min..max of ``a`` linearly onto 0..255 (constant images become 0)."""
-    finite = np.isfinite(a)
-    if not finite.any():
-        return np.zeros(a.shape, dtype=np.uint8)
-    lo, hi = float(a[finite].min()), float(a[finite].max())
-    a = np.where(finite, a, lo)
-    if hi <= lo:
-        return np.zeros(a.shape, dtype=np.uint8)
-    return np.rint((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-
-
-def read_gray_uint8(path: str | os.PathLike, high_bit: str = "range", name: str = "") -> np.ndarray:
-    """Decode one image file to an (H, W) uint8 gray array.
-
-    Raises:
-        SarjepaError: the file cannot be decoded (the message names ``name`` or the path).
-    """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_gray_uint8(img, high_bit)
-    except SarjepaError:
-        raise
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ...
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SarjepaError(f"cannot read image '{name or path}': {reason}") from None
 
 
 def build_train_transform(
@@ -171,7 +71,7 @@ class UnlabeledImageFolder(Dataset):
         seed: base seed of the per-sample augmentation stream.
         cache: decode every image once at construction and keep the uint8 planes in one shared
             in-memory buffer (fast epochs; memory = sum of H*W bytes).
-        high_bit: 16-bit scaling, ``"range"`` or ``"minmax"`` (module doc).
+        high_bit: 16-bit / float scaling, ``"shift"`` or ``"minmax"`` (module doc).
         skip_corrupt: log and skip unreadable images instead of raising ``SarjepaError``.
         progress: show a tqdm bar while filling the cache.
 
@@ -184,14 +84,14 @@ class UnlabeledImageFolder(Dataset):
         transform=None,
         seed: int = 0,
         cache: bool = False,
-        high_bit: str = "range",
+        high_bit: str = "shift",
         skip_corrupt: bool = False,
         progress: bool = False,
     ) -> None:
         self.root = Path(root)
         self.transform = transform
         self.seed = int(seed)
-        self.high_bit = high_bit
+        self.high_bit = check_high_bit(high_bit, "DATA.HIGH_BIT")
         self.skip_corrupt = skip_corrupt
         files = find_images(self.root)
         self.skipped: list[str] = []
@@ -230,7 +130,7 @@ class UnlabeledImageFolder(Dataset):
         keep: list[str] = []
         for rel in tqdm(self.files, desc="decoding images", disable=not progress, unit="img"):
             try:
-                planes.append(read_gray_uint8(self.root / rel, self.high_bit, rel))
+                planes.append(read_gray(self.root / rel, self.high_bit, rel))
                 keep.append(rel)
             except SarjepaError as exc:
                 self._corrupt(rel, exc)
@@ -258,7 +158,7 @@ class UnlabeledImageFolder(Dataset):
             a, b = self._offsets[index], self._offsets[index + 1]
             return self._buffer[a:b].reshape(tuple(self._shapes[index]))
         rel = self.files[index]
-        return read_gray_uint8(self.root / rel, self.high_bit, rel)
+        return read_gray(self.root / rel, self.high_bit, rel)
 
     def _load_or_skip(self, index: int) -> np.ndarray:
         for k in range(len(self.files)):

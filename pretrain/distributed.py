@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from benchmark.errors import SarjepaError
+from benchmark.core.runtime import resolve_device
 
 
 @dataclass
@@ -36,34 +36,11 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``"auto"``: ``cuda:LOCAL_RANK`` if CUDA is available, else CPU; ``"cuda"``: the local GPU."""
-    pref = (pref or "auto").lower()
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SarjepaError(f"DEVICE '{pref}' requested but CUDA is not available")
-        return torch.device(f"cuda:{local_rank}") if pref == "cuda" else torch.device(pref)
-    if pref != "cpu":
-        raise SarjepaError(f"DEVICE must be auto, cpu, cuda or cuda:N, got '{pref}'")
-    return torch.device("cpu")
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: ``"auto"`` = bf16 on CUDA, none (fp32) on CPU; ``"bf16"``; ``"off"``."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp in ("auto", "bf16"):
-        return torch.bfloat16
-    raise SarjepaError(f"TRAIN.AMP must be auto, bf16 or off, got '{amp}'")
-
-
 def init_distributed(device_pref: str = "auto") -> DistInfo:
     """Join the process group if launched by torchrun; return this process's :class:`DistInfo`."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_pref, local_rank)
+    device = resolve_device(device_pref, "DEVICE", local_rank)
     if world <= 1:
         return DistInfo(0, 1, 0, device, False)
     if device.type == "cuda":

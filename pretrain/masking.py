@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 
 
 class LocalWindows(NamedTuple):

@@ -22,8 +22,9 @@ The architecture comes from our metadata when present, else it is inferred from 
 (:mod:`pretrain.weights_arch`), and explicit overrides win. Head / decoder / predictor /
 mask-token / ``encoder_pred`` keys (and the unused ``pos_embed`` of iRPE models) are dropped
 silently and any other extra key is reported. A load is refused with a one-line
-:class:`~benchmark.errors.SarjepaError` naming the keys when it would leave an encoder weight at
-its random init, when a shape differs, or when the checkpoint has weights inside the encoder's
+:class:`~benchmark.core.errors.SarjepaError` naming the keys when it would leave an encoder
+weight at its random init, when a shape differs, or when the checkpoint has weights inside the
+encoder's
 blocks or norms that the built model has no place for (layer scale, qk-norm ...). The model is
 built without a random init (meta device, then every tensor loaded), so loading does not touch
 the global RNG.
@@ -32,8 +33,6 @@ the global RNG.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import pickle
 import re
 from collections.abc import Callable, Mapping
@@ -44,10 +43,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.core.provenance import cached_file_sha256
+from pretrain.checkpoints import read_sidecar
 from pretrain.models import VisionTransformer, build_vit
 from pretrain.weights_arch import (
-    backbone_overrides,
     block_index,
     has_rpe,
     infer_arch,
@@ -55,7 +55,6 @@ from pretrain.weights_arch import (
 )
 
 FORMATS = ("sarjepa", "lomar", "mae", "ijepa", "state_dict")
-SIDECAR_FORMAT = "sarjepa-pretrain/"
 #: Extra checkpoint keys dropped without a word (method-only parts of a pretraining model).
 SILENT_DROP = re.compile(r"^(head\.|decoder|predictor|mask_token|encoder_pred)")
 _MAX_LISTED = 12
@@ -94,28 +93,6 @@ class LoadedEncoder:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def checkpoint_sha256(path: str | Path) -> str:
-    """:func:`file_sha256`, remembered in this process per (resolved path, size, mtime)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        _SHA_MEMO[key] = file_sha256(p)
-    return _SHA_MEMO[key]
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``; ``argparse.Namespace`` allowed).
 
@@ -142,20 +119,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise SarjepaError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a dict")
     return obj
-
-
-def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """Our ``checkpoint-<epoch>.json`` beside ``checkpoint-<epoch>.pth``, or ``{}``."""
-    side = Path(path).with_suffix(".json")
-    if not side.is_file():
-        return {}
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SarjepaError(f"checkpoint metadata '{side}' is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(SIDECAR_FORMAT):
-        return {}
-    return meta
 
 
 def strip_module(sd: Mapping[str, Any]) -> dict[str, Any]:
@@ -306,13 +269,13 @@ def load_state_into(
             parts.append(f"{len(foreign)} encoder key(s) with no place in it: {_listing(foreign)}")
         raise SarjepaError(
             f"{what} does not match the encoder architecture "
-            f"{_arch_str(model.arch_dict())}: {'; '.join(parts)}"
+            f"{arch_str(model.arch_dict())}: {'; '.join(parts)}"
         )
     model.load_state_dict({k: sd[k] for k in own}, strict=True)
     return dropped, unexpected
 
 
-def _arch_str(arch: Mapping[str, Any]) -> str:
+def arch_str(arch: Mapping[str, Any]) -> str:
     keys = ("embed_dim", "depth", "num_heads", "patch_size", "in_chans", "pos_embed", "class_token")
     return "(" + ", ".join(f"{k}={arch.get(k)}" for k in keys) + ")"
 
@@ -341,7 +304,8 @@ def load_encoder(
     Args:
         path: checkpoint file.
         overrides: arch keys that win over the metadata and the inference (e.g. from
-            :func:`backbone_overrides`); a value contradicting the tensors makes the load fail.
+            :func:`benchmark.backbone.backbone_overrides`); a value contradicting the tensors
+            makes the load fail.
         weights_key: ``MODEL.WEIGHTS_KEY`` ("" = the format's default).
         name_hint: ``MODEL.BACKBONE.NAME``, used only to tell the head count.
         default_img_size: image size when neither metadata nor a ``pos_embed`` tells it.
@@ -369,7 +333,7 @@ def load_encoder(
         model = _build_uninitialised(arch)
     except (ValueError, TypeError) as exc:
         raise SarjepaError(
-            f"checkpoint '{path}': cannot build the encoder {_arch_str(arch)}: {exc}"
+            f"checkpoint '{path}': cannot build the encoder {arch_str(arch)}: {exc}"
         ) from None
     dropped, unexpected = load_state_into(model, sd, f"checkpoint '{path}' ({fmt}, {source})")
     pe = sd.get("pos_embed")
@@ -380,7 +344,7 @@ def load_encoder(
             "not add it to the CLS token"
         )
     model.eval()
-    log(f"Loaded {fmt} checkpoint '{path}' [{source}] into ViT {_arch_str(model.arch_dict())}")
+    log(f"Loaded {fmt} checkpoint '{path}' [{source}] into ViT {arch_str(model.arch_dict())}")
     log(f"  missing keys: none; dropped {len(dropped)} method-only key(s)")
     if unexpected:
         log(f"  unexpected keys (ignored): {_listing(unexpected)}")
@@ -389,40 +353,9 @@ def load_encoder(
         arch=model.arch_dict(),
         format=fmt,
         path=path,
-        sha256=checkpoint_sha256(path),
+        sha256=cached_file_sha256(path),
         source=source,
         dropped=dropped,
         unexpected=unexpected,
         meta=meta,
     )
-
-
-def encoder_from_cfg(cfg: Any, log: Log = print) -> LoadedEncoder:
-    """The benchmark backbone of a run config: ``MODEL.INIT_WEIGHTS`` or a random init.
-
-    Random init builds ``MODEL.BACKBONE.NAME`` at ``INPUT.SIZE`` with the explicit
-    ``MODEL.BACKBONE.*`` overrides (the from-scratch baseline); its weights come from the global
-    torch RNG, so seed first.
-    """
-    overrides = backbone_overrides(cfg)
-    size = tuple(int(s) for s in cfg.INPUT.SIZE)
-    img_size: int | tuple[int, int] = size[0] if size[0] == size[1] else size
-    if cfg.MODEL.INIT_WEIGHTS:
-        return load_encoder(
-            cfg.MODEL.INIT_WEIGHTS,
-            overrides,
-            weights_key=str(cfg.MODEL.get("WEIGHTS_KEY", "")),
-            name_hint=cfg.MODEL.BACKBONE.NAME,
-            default_img_size=img_size,
-            log=log,
-        )
-    extra = {"img_size": img_size, **overrides}
-    try:
-        model = build_vit(cfg.MODEL.BACKBONE.NAME, **extra)
-    except (ValueError, TypeError) as exc:
-        raise SarjepaError(
-            f"cannot build backbone '{cfg.MODEL.BACKBONE.NAME}' with {extra}: {exc}"
-        ) from None
-    model.eval()
-    log(f"Random init (no MODEL.INIT_WEIGHTS): ViT {_arch_str(model.arch_dict())}")
-    return LoadedEncoder(encoder=model, arch=model.arch_dict(), format="random")

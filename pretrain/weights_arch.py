@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from benchmark.errors import SarjepaError, unknown
+from benchmark.core.errors import SarjepaError
 from pretrain.models.vit import ARCH_KEYS, SIZES
 
 #: Heads of the standard ViT widths, used when nothing else tells the head count.
@@ -92,48 +92,6 @@ def _heads_from_name(name: str, dim: int) -> int | None:
         return None
     d, _, h = _HUGE if m.group(1) == "huge" else SIZES[m.group(1)]
     return h if d == dim else None
-
-
-def parse_bool(value: Any, what: str) -> bool:
-    """``True/False``, ``"true"/"false"/"1"/"0"/"yes"/"no"`` -> bool; anything else an error."""
-    if isinstance(value, bool):
-        return value
-    s = str(value).strip().lower()
-    if s in ("true", "1", "yes", "on"):
-        return True
-    if s in ("false", "0", "no", "off"):
-        return False
-    raise SarjepaError(f"{what} must be true or false, got '{value}'")
-
-
-def backbone_overrides(cfg: Any) -> dict[str, Any]:
-    """Explicit ``MODEL.BACKBONE.*`` / ``MODEL.POOL`` values as arch keys (0 / "" = unset)."""
-    bb = cfg.MODEL.BACKBONE
-    out: dict[str, Any] = {}
-    for cfg_key, arch_key in (
-        ("EMBED_DIM", "embed_dim"),
-        ("DEPTH", "depth"),
-        ("NUM_HEADS", "num_heads"),
-        ("PATCH_SIZE", "patch_size"),
-        ("IN_CHANS", "in_chans"),
-    ):
-        v = int(bb.get(cfg_key, 0) or 0)
-        if v > 0:
-            out[arch_key] = v
-    pos = str(bb.get("POS_EMBED", "") or "").strip().lower()
-    if pos:
-        if pos not in ("irpe", "sincos", "none"):
-            raise unknown("MODEL.BACKBONE.POS_EMBED", pos, ("irpe", "sincos", "none"))
-        out["pos_embed"] = pos
-    cls = bb.get("CLASS_TOKEN", "")
-    if cls not in ("", None):
-        out["class_token"] = parse_bool(cls, "MODEL.BACKBONE.CLASS_TOKEN")
-    pool = str(cfg.MODEL.get("POOL", "") or "").strip().lower()
-    if pool:
-        if pool not in ("cls", "mean"):
-            raise unknown("MODEL.POOL", pool, ("cls", "mean"))
-        out["global_pool"] = pool
-    return out
 
 
 def resolve_arch(

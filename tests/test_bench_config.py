@@ -7,7 +7,7 @@ from yacs.config import CfgNode as CN
 
 from benchmark import config as bconfig
 from benchmark.config import flat_keys, get_cfg_default, load_cfg, resolve_config_file
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 
 DASSL_KEYS = [
     "OUTPUT_DIR",

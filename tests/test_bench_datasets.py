@@ -15,8 +15,8 @@ from _bench_data_helpers import (
 )
 
 from benchmark.config import load_cfg
+from benchmark.core.errors import SarjepaError
 from benchmark.datasets import DATASET_REGISTRY, build_dataset
-from benchmark.errors import SarjepaError
 
 
 def _cfg(tmp_path: Path, name: str, root: Path, shots: int = -1, seed: int = 0, extra=()):

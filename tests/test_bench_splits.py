@@ -17,9 +17,9 @@ from _bench_data_helpers import (
 
 from benchmark.cli import main
 from benchmark.config import load_cfg
+from benchmark.core.errors import SarjepaError
 from benchmark.datasets import Datum, build_dataset
-from benchmark.errors import SarjepaError
-from benchmark.splits import fewshot_protocol
+from benchmark.datasets.splits import fewshot_protocol
 
 MSTAR_LABELS = {c: i for i, c in enumerate(MSTAR_CLASSES)}
 ACD_LABELS = {c: i for i, c in enumerate(ACD_CLASSES)}

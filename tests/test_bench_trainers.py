@@ -11,8 +11,8 @@ import torch
 from _bench_run_helpers import make_easy_mstar, save_sarjepa, tiny_cfg, tiny_vit
 from yacs.config import CfgNode as CN
 
+from benchmark.core.runtime import seed_everything
 from benchmark.datasets import build_dataset
-from benchmark.engine import seed_everything
 from benchmark.evaluator import classification_metrics, result_block
 from benchmark.features import FeatureStore, file_stamps
 from benchmark.trainers import TRAINER_REGISTRY

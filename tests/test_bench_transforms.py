@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from benchmark.config import load_cfg
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from dassl_patches.io import read_image_gray
 from dassl_patches.transforms import build_transform, preprocessing_dict
 

@@ -16,7 +16,7 @@ from _bench_run_helpers import (
     tiny_vit,
 )
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from pretrain.weights import infer_arch, load_encoder, resolve_arch
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,7 +15,7 @@ import torch
 from _bench_run_helpers import make_easy_mstar, tiny_overrides, tiny_vit
 
 from benchmark.cli import main
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from benchmark.grid import GridSpec, cell_state, run_grid, validate
 
 pytestmark = pytest.mark.usefixtures("one_thread")

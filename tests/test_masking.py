@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from pretrain.masking import local_windows, multiblock_masks, random_masking
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pretrain.models.vit as vit_mod
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from pretrain.models import VisionTransformer, build_vit, vit_base, vit_large, vit_small, vit_tiny
 from pretrain.models.pos_embed import sincos_2d
 

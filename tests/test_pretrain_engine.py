@@ -12,9 +12,9 @@ from _pretrain_helpers import (
     write_chips,
 )
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from pretrain import checkpoints as ck
-from pretrain.engine import lr_at, param_groups, peak_lr, train
+from pretrain.train import lr_at, param_groups, peak_lr, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -199,7 +199,7 @@ def test_checkpoint_format_and_sidecar(chips, tmp_path):
 
 
 def test_nonfinite_loss_stops_and_keeps_checkpoint(chips, tmp_path, monkeypatch):
-    from pretrain.methods.lomar import LocalWindowRegression
+    from pretrain.methods.sarjepa import LocalWindowRegression
 
     out = tmp_path / "nan"
     train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 3}))
@@ -243,21 +243,25 @@ class _Quadratic(torch.nn.Module):
         loss = ((images.flatten(1) @ self.w - 1.0) ** 2).mean()
         return loss, {"loss": loss.detach()}
 
+    def on_optimizer_step(self, progress: float) -> None:
+        pass
+
 
 def test_gradient_accumulation_equals_the_big_batch():
+    from tqdm import tqdm
+
     from pretrain.distributed import DistInfo
-    from pretrain.engine import train_one_epoch
+    from pretrain.loop import EpochPlan, train_one_epoch
 
     images = torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     results = []
     for batch, accum in ((8, 1), (4, 2), (2, 4)):
-        cfg = tiny_cfg(**{"TRAIN.ACCUM_ITER": accum, "TRAIN.EPOCHS": 4})
         model = _Quadratic()
         opt = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.9, 0.95))
         loader = list(images.split(batch))
-        stats = train_one_epoch(
-            model, loader, opt, 1, len(loader), cfg, DistInfo(), None, None, 0.1, False
-        )
+        plan = EpochPlan(1, len(loader), accum, 4, 0.1, 0.0, 1, 0.0)
+        with tqdm(disable=True) as bar:
+            stats = train_one_epoch(model, model, loader, opt, plan, DistInfo(), None, None, bar)
         results.append((model.w.detach().clone(), stats))
     for w, stats in results[1:]:
         torch.testing.assert_close(w, results[0][0], rtol=1e-5, atol=1e-6)

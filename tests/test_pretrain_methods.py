@@ -8,7 +8,7 @@ from _pretrain_helpers import (
     tiny_cfg,
 )
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from pretrain.methods import build_method, masked_mse, method_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")

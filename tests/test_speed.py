@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from benchmark import speed
 from benchmark.cli import main
-from benchmark.speed_ref import (
+from benchmark.speed.reference import (
     _explicit_attention,
     conv_gf_maps,
     indexed_rpe,
@@ -239,7 +239,7 @@ def test_bad_options_are_one_line_errors(extra, needle, capsys):
 
 
 def test_pretrain_reference_mode_computes_the_same_loss(one_thread):
-    from benchmark.speed_ref import conv_gf_target, set_reference_attention
+    from benchmark.speed.reference import conv_gf_target, set_reference_attention
     from pretrain.methods import build_method
 
     cfg = speed.plain_sarjepa_cfg("tiny", 64)

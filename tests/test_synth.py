@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark import synth as S
-from benchmark import synth_layout as L
 from benchmark.cli import main
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.synth import layout as L
+from benchmark.synth import physics as S
 
 MSTAR = ["BMP2", "BTR70", "T72", "BTR60", "2S1", "BRDM2", "D7", "T62", "ZIL131", "ZSU234"]
 FUSAR = [

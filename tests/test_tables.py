@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from benchmark.tables import collect_runs, parse_dassl_log, write_tables
 
 ACC = {  # (method, protocol, shots) -> accuracies for seeds 0, 1, 2

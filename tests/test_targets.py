@@ -11,9 +11,9 @@ from _targets_helpers import gf_reference, naive_patches
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from pretrain.targets import TARGETS, build_target, patchify, unpatchify
-from pretrain.targets_gf import gf_gauss_maps, gf_log_ratios, gf_maps
+from pretrain.targets.gf import gf_gauss_maps, gf_log_ratios, gf_maps
 
 
 def _images(shape, seed=0):
@@ -217,11 +217,13 @@ def test_cli_writes_maps_without_resampling(tmp_path, capsys):
     # The 224 x 224 8-bit image is used as is (no resampling): / 255 then gf.
     direct = gf_maps(torch.from_numpy(a.astype(np.float32) / 255)[None, None]).numpy()
     np.testing.assert_allclose(maps[0], direct[0], rtol=1e-6, atol=1e-7)
-    # The 16-bit image: / 65535, not resampled either.
-    direct = gf_maps(torch.from_numpy((c / 65535.0).astype(np.float32))[None, None]).numpy()
+    # The 16-bit image: the project's grey policy (high byte, as OpenCV), not resampled either.
+    direct = gf_maps(torch.from_numpy(((c >> 8) / 255.0).astype(np.float32))[None, None]).numpy()
     np.testing.assert_allclose(maps[2], direct[0], rtol=1e-6, atol=1e-7)
-    # The small colour image: PIL grayscale, bicubic resize to 224 as 8-bit.
-    gray = Image.fromarray(b).convert("L").resize((224, 224), Image.BICUBIC)
+    # The small colour image: OpenCV's integer luma, bicubic resize to 224 as 8-bit.
+    r, g, bl = (b[..., i].astype(np.int64) for i in range(3))
+    luma = ((4899 * r + 9617 * g + 1868 * bl + 8192) >> 14).astype(np.uint8)
+    gray = Image.fromarray(luma).resize((224, 224), Image.BICUBIC)
     direct = gf_maps(torch.from_numpy(np.asarray(gray, np.float32) / 255)[None, None]).numpy()
     np.testing.assert_allclose(maps[1], direct[0], rtol=1e-6, atol=1e-7)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,10 +9,9 @@ Markdown table last, and with ``--json`` writes every number plus torch version,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 
 CHOICES = ("finetune", "eval", "pretrain", "gf")
 ARCHES = ("tiny", "small", "base", "large")
@@ -205,10 +204,9 @@ def _write_json(path: str, data: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise SarjepaError(f"--json: folder '{os.path.dirname(path)}' does not exist")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    from benchmark.core.io import atomic_write_json
+
+    atomic_write_json(data, path)
 
 
 def _line(r) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -31,44 +29,30 @@ def _expand(paths: list[str]) -> list[str]:
     import re
     from pathlib import Path
 
-    from benchmark.errors import SarjepaError
+    from benchmark.core.errors import SarjepaError
+    from benchmark.core.images import expand_image_paths
 
-    files: list[str] = []
     for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(
-                str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not found:
-                raise SarjepaError(f"folder '{raw}' holds no image files")
-            files += found
-        elif p.is_file():
-            files.append(raw)
-        elif re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+", raw):
+        if not Path(raw).exists() and re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+", raw):
             raise SarjepaError(
                 f"'{raw}' looks like a config key, not an image: put the KEY VALUE overrides "
                 "after all options (e.g. after --out)"
             )
-        else:
-            raise SarjepaError(f"image path '{raw}' does not exist")
-    return files
+    return expand_image_paths(paths)
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import sys
-    import tempfile
     from pathlib import Path
 
     import numpy as np
 
+    from benchmark.backbone import encoder_from_cfg
+    from benchmark.cell import device_and_amp
     from benchmark.config import load_cfg
-    from benchmark.engine import resolve_amp, resolve_device
-    from benchmark.errors import SarjepaError, check_trailing_opts
+    from benchmark.core.errors import SarjepaError, check_trailing_opts
     from benchmark.features import Backbone, extract
     from dassl_patches.transforms import build_transform
-    from pretrain.weights import encoder_from_cfg
 
     if args.batch_size < 1:
         raise SarjepaError("--batch-size must be >= 1")
@@ -83,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise SarjepaError(f"--out '{args.out}' must end with .npz")
     if out.parent and not out.parent.is_dir():
         raise SarjepaError(f"output folder '{out.parent}' does not exist")
-    device = resolve_device(cfg)
-    amp = resolve_amp(cfg, device)
+    device, amp = device_and_amp(cfg)
     weights = encoder_from_cfg(cfg)
     backbone = Backbone(weights.encoder).to(device)
     feats = extract(
@@ -97,14 +80,9 @@ def run(args: argparse.Namespace) -> int:
         num_workers=int(cfg.DATALOADER.NUM_WORKERS),
         progress=bool(cfg.RUN.PROGRESS) and sys.stderr.isatty(),
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, files=np.asarray(files, dtype=str), features=feats.numpy())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from benchmark.core.io import atomic_numpy_save
+
+    atomic_numpy_save({"files": np.asarray(files, dtype=str), "features": feats.numpy()}, out)
     print(
         f"wrote {out}: {len(files)} x {feats.shape[1]} features "
         f"(checkpoint format {weights.format}, amp {amp})"

@@ -63,7 +63,7 @@ def spec_from_args(args: argparse.Namespace):
     """Merge a grid file (if any) with command-line values (the command line wins)."""
     import yaml
 
-    from benchmark.errors import SarjepaError
+    from benchmark.core.errors import SarjepaError
     from benchmark.grid import GridSpec, parse_methods
 
     data: dict = {}
@@ -105,7 +105,7 @@ def spec_from_args(args: argparse.Namespace):
 
 def finish(run_dir: Path, reference: str | None) -> None:
     """Write tables and the plot for a run folder and print the Markdown summary."""
-    from benchmark.errors import SarjepaError
+    from benchmark.core.errors import SarjepaError
     from benchmark.grid import write_outputs
 
     try:
@@ -120,7 +120,7 @@ def finish(run_dir: Path, reference: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.errors import check_trailing_opts
+    from benchmark.core.errors import check_trailing_opts
     from benchmark.grid import run_grid
 
     check_trailing_opts(list(args.opts or []))

@@ -41,7 +41,7 @@ def run_plot(args: argparse.Namespace) -> int:
 
 
 def run_plot_pretrain(args: argparse.Namespace) -> int:
-    from benchmark.errors import SarjepaError
+    from benchmark.core.errors import SarjepaError
     from benchmark.plots import plot_pretrain_logs
 
     if args.labels and len(args.labels) != len(args.logs):

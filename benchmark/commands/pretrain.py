@@ -43,7 +43,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from pretrain.config import load_config
-    from pretrain.engine import train
+    from pretrain.train import train
 
     cfg = load_config(args.config, args.opts)
     cfg.DATA_DIR = args.data

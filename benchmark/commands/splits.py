@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 
 DESCRIPTION = """\
 List the dataset, draw the K-shot split of one seed exactly as `sarjepa train` does, and write
@@ -44,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the dataset split and write its file lists; returns the exit status."""
     from benchmark.config import load_cfg
     from benchmark.datasets import build_dataset
-    from benchmark.splits import split_json_bytes
+    from benchmark.datasets.splits import split_json_bytes
 
     overrides = {
         "DATASET.NAME": args.dataset,
@@ -73,14 +71,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from benchmark.core.io import atomic_write_bytes
+
+    atomic_write_bytes(data, path)

@@ -10,14 +10,12 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import SarjepaError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+from benchmark.core.errors import SarjepaError
+from benchmark.core.images import expand_image_paths
+from benchmark.core.io import atomic_numpy_save, atomic_write
 
 
 def register(subparsers) -> None:
@@ -59,70 +57,21 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def find_images(paths: list[str]) -> list[str]:
-    """Expand files and folders (recursively, sorted) into image paths; errors name the path."""
-    found: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            inside = sorted(
-                str(f)
-                for f in path.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not inside:
-                raise SarjepaError(
-                    f"no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) under folder '{raw}'"
-                )
-            found.extend(inside)
-        elif path.is_file():
-            found.append(str(path))
-        else:
-            raise SarjepaError(f"image path '{raw}' does not exist")
-    return found
-
-
 def load_gray01(path: str, size: int) -> np.ndarray:
-    """Decode ``path`` to a (size, size) float32 array in [0, 1].
+    """Decode ``path`` by the project's grey policy and return a (size, size) float32 in [0, 1].
 
-    8-bit images: grey levels / 255. Colour JPEGs are decoded straight to libjpeg's luma (equal
-    to OpenCV's ``IMREAD_GRAYSCALE``, the authors' reader); other colour images use PIL's "L"
-    conversion (ITU-R 601-2 luma; may differ from OpenCV by one grey level on some pixels).
-    16-bit images: / 65535. Resized with PIL bicubic (as torchvision ``Resize((size, size))``)
-    only if not already size x size; 8-bit images are resized as 8-bit, like the authors'
-    pipeline, 16-bit ones as float.
+    The 8-bit grey plane (:func:`benchmark.core.images.read_gray`) is resized with PIL bicubic
+    (as torchvision ``Resize((size, size))`` does) only if it is not already size x size, then
+    divided by 255.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            if im.format == "JPEG" and im.mode != "L":
-                # libjpeg's own luma output, which is what OpenCV's IMREAD_GRAYSCALE (the
-                # authors' reader) returns for colour JPEGs.
-                im.draft("L", im.size)
-            im.load()
-            if im.mode in SIXTEEN_BIT_MODES:
-                arr = np.asarray(im).astype(np.float64)
-                if arr.size and (arr.min() < 0 or arr.max() > 65535):
-                    raise SarjepaError(
-                        f"image '{path}' has values outside 0..65535 (mode {im.mode})"
-                    )
-                gray = Image.fromarray((arr / 65535.0).astype(np.float32))  # mode "F"
-                scale = 1.0
-            elif im.mode == "F":
-                arr = np.asarray(im, dtype=np.float32)
-                if arr.size and (arr.min() < 0 or arr.max() > 1):
-                    raise SarjepaError(f"float image '{path}' has values outside [0, 1]")
-                gray, scale = im.copy(), 1.0
-            else:
-                gray = im if im.mode == "L" else im.convert("L")
-                gray, scale = gray.copy(), 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise SarjepaError(f"cannot read image '{path}': {exc}") from None
+    from benchmark.core.images import read_gray
+
+    gray = Image.fromarray(read_gray(path), "L")
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.BICUBIC)
-    out = np.asarray(gray, dtype=np.float32) / np.float32(scale)
-    return np.clip(out, 0.0, 1.0) if scale == 1.0 else out
+    return np.asarray(gray, dtype=np.float32) / np.float32(255.0)
 
 
 def channel_labels(target) -> list[str]:
@@ -156,8 +105,7 @@ def draw_png(path: str, images: np.ndarray, maps: np.ndarray, files: list[str], 
     for ax in axes.flat:
         ax.set_axis_off()
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
 
 
@@ -182,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise SarjepaError(f"unknown --device '{args.device}'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SarjepaError(f"--device '{args.device}' requested but CUDA is not available")
-    files = find_images(args.images)
+    files = expand_image_paths(args.images)
 
     from tqdm import tqdm
 
@@ -199,16 +147,13 @@ def run(args: argparse.Namespace) -> int:
         bar.update(len(chunk))
     bar.close()
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as fh:
-        np.savez(
-            fh,
-            maps=maps,
-            files=np.array(files, dtype=str),
-            kind=np.array(kind),
-            options=np.array(json.dumps(target.options())),
-        )
+    arrays = {
+        "maps": maps,
+        "files": np.array(files, dtype=str),
+        "kind": np.array(kind),
+        "options": np.array(json.dumps(target.options())),
+    }
+    atomic_numpy_save(arrays, args.out)
     print(f"wrote {args.out}: maps {tuple(maps.shape)} float32 ({kind}, {target.options()})")
     if args.png:
         n = min(len(files), args.png_max)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmark.core.errors import SarjepaError
 from benchmark.datasets.base import (
     DATASET_REGISTRY,
     DatasetBase,
@@ -23,7 +24,6 @@ from benchmark.datasets.folder import SARFolder
 from benchmark.datasets.fusar import New_FUSAR
 from benchmark.datasets.mstar import MSTAR_SOC
 from benchmark.datasets.sar_acd import SAR_ACD
-from benchmark.errors import SarjepaError
 
 __all__ = [
     "DATASET_REGISTRY",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from benchmark.errors import SarjepaError
-from benchmark.registry import Registry
+from benchmark.core.errors import SarjepaError
+from benchmark.core.registry import Registry
 
 DATASET_REGISTRY: Registry[Any] = Registry("dataset", case_insensitive=True)
 

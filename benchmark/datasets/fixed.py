@@ -6,10 +6,10 @@ import logging
 import os
 from typing import Any, ClassVar
 
+from benchmark.core.errors import SarjepaError
 from benchmark.datasets.base import DatasetBase, subsample_classes
 from benchmark.datasets.listing import class_folders, list_split
-from benchmark.errors import SarjepaError
-from benchmark.splits import SplitSpec, make_split, resolve_cache_dir, split_hash
+from benchmark.datasets.splits import SplitSpec, make_split, resolve_cache_dir, split_hash
 
 log = logging.getLogger("sarjepa.datasets")
 
@@ -39,7 +39,8 @@ def locate_dataset_dir(root: str, folder: str, must_contain: tuple[str, ...], la
 class FixedLabelDataset(DatasetBase):
     """A dataset with a fixed folder layout and label map (subclasses set the class attributes).
 
-    The split comes from :func:`benchmark.splits.make_split`: ``SEED``, ``DATASET.NUM_SHOTS``,
+    The split comes from :func:`benchmark.datasets.splits.make_split`: ``SEED``,
+    ``DATASET.NUM_SHOTS``,
     ``RUN.STRICT_SHOTS``, ``RUN.CACHE_DIR``; ``DATASET.SUBSAMPLE_CLASSES`` applies afterwards.
     """
 

@@ -16,12 +16,11 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from benchmark.core.errors import SarjepaError
+from benchmark.core.images import IMAGE_EXTENSIONS
 from benchmark.datasets.base import Datum
-from benchmark.errors import SarjepaError
 
 log = logging.getLogger("sarjepa.datasets")
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm")
 
 
 @dataclass

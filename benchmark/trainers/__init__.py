@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.registry import Registry
+from benchmark.core.registry import Registry
 
 TRAINER_REGISTRY: Registry[Any] = Registry("trainer")
 

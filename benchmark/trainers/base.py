@@ -23,11 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
-from benchmark.errors import SarjepaError, unknown
+from benchmark.backbone import encoder_from_cfg
+from benchmark.core.errors import SarjepaError, unknown
+from benchmark.core.runtime import autocast
 from benchmark.evaluator import Classification
-from benchmark.features import Backbone, ImageDataset, autocast
+from benchmark.features import Backbone, ImageDataset
 from benchmark.trainers.optim import build_optimizer, lr_per_epoch, set_lr
-from pretrain.weights import LoadedEncoder, encoder_from_cfg
+from pretrain.weights import LoadedEncoder
 
 SAMPLERS = ("RandomSampler", "SequentialSampler")
 PRELOAD_MAX_BYTES = 4 * 2**30

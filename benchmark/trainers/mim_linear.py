@@ -66,7 +66,7 @@ class MIMLinear(TrainerBase):
         spec = feature_spec(self.weights, self.preprocessing, self.amp)
         if spec is None:
             return None
-        from benchmark.splits import check_cache_outside
+        from benchmark.datasets.splits import check_cache_outside
 
         root = resolve_cache_dir(self.cfg)
         data_dir = getattr(self.dataset, "dataset_dir", "")

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from benchmark.errors import SarjepaError, unknown
+from benchmark.core.errors import SarjepaError, unknown
 
 SCHEDULERS = ("cosine", "single_step", "multi_step")
 WARMUPS = ("constant", "linear")

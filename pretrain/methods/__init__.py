@@ -12,8 +12,8 @@ import importlib
 import pkgutil
 import re
 
-from benchmark.errors import SarjepaError
-from benchmark.registry import Registry
+from benchmark.core.errors import SarjepaError
+from benchmark.core.registry import Registry
 from pretrain.methods.base import PretrainMethod, masked_mse
 
 __all__ = [

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 
 ENCODER_PREFIX = "encoder."
 # Tokens/embeddings are exempt from weight decay whatever their shape (matched on the last name).
@@ -123,6 +123,42 @@ class PretrainMethod(nn.Module):
                     f"the model expects {tuple(current[k].shape)}"
                 )
         self.load_state_dict(mapped, strict=strict)
+
+    # ------------------------------------------------------------------ checkpoint layout
+    def checkpoint_entries(self, optimizer_state: dict | None, epoch: int, args: dict) -> dict:
+        """The whole checkpoint dict to save. Default: the MAE / SAR-JEPA layout
+        ``{"model", "optimizer", "epoch", "scaler", "args"}``; methods whose upstream code uses
+        another layout (I-JEPA) override this and :meth:`restore_checkpoint_entries`."""
+        model = {k: v.detach().cpu() for k, v in self.checkpoint_state_dict().items()}
+        return {
+            "model": model,
+            "optimizer": optimizer_state,
+            "epoch": int(epoch),
+            "scaler": None,
+            "args": args,
+        }
+
+    def restore_checkpoint_entries(self, ckpt: dict, path: str) -> dict | None:
+        """Load weights (and any method state) from a checkpoint dict; return the optimiser state.
+
+        Raises:
+            SarjepaError: the dict lacks what this method saves (the message names ``path``).
+        """
+        if not isinstance(ckpt.get("model"), dict):
+            raise SarjepaError(
+                f"checkpoint '{path}' has no 'model' entry (not a '{self.name}' run)"
+            )
+        self.load_checkpoint_state_dict(ckpt["model"])
+        return ckpt.get("optimizer")
+
+    # ------------------------------------------------------------------ training hooks
+    def on_optimizer_step(self, progress: float) -> None:
+        """Called after every optimiser step with the fraction of training done, in (0, 1]
+        (I-JEPA updates its EMA target here). Default: nothing."""
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Extra numbers for this epoch's ``log.txt`` line (e.g. a collapse monitor); reset here."""
+        return {}
 
     # ------------------------------------------------------------------ optimiser / metadata
     def no_weight_decay(self) -> set[str]:

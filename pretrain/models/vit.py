@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from torch import Tensor, nn
 
-from benchmark.errors import SarjepaError, unknown
+from benchmark.core.errors import SarjepaError, unknown
 from pretrain.models.irpe import ContextualKeyRPE, cached_bucket_ids, square_bucket_ids
 from pretrain.models.pos_embed import cached_sincos_2d, sincos_2d
 

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
 from pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
 
 # method name -> (target name, default target options)

@@ -24,65 +24,27 @@ Lifecycle of :func:`run` (Dassl's ``train.py`` + ``TrainerX``, restated):
 from __future__ import annotations
 
 import datetime
-import json
 import logging
-import os
-import random
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import torch
 
-from benchmark.errors import SarjepaError
+from benchmark.core.errors import SarjepaError
+from benchmark.core.io import atomic_write_json
+from benchmark.core.runtime import resolve_amp, resolve_device, seed_everything
 
 RESULT_FORMAT = "sarjepa-result/1"
-AMP_MODES = ("auto", "bf16", "off")
 
 
-def resolve_device(cfg: Any) -> torch.device:
-    """``RUN.DEVICE``: ``auto`` = CUDA when available (and ``USE_CUDA``), else CPU."""
-    name = str(cfg.RUN.DEVICE or "auto").strip().lower()
-    if name == "auto":
-        use = torch.cuda.is_available() and bool(cfg.get("USE_CUDA", True))
-        return torch.device("cuda" if use else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise SarjepaError(
-            f"RUN.DEVICE '{name}' is not a device (auto, cpu, cuda, cuda:N)"
-        ) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SarjepaError(f"RUN.DEVICE '{name}': CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SarjepaError(f"RUN.DEVICE '{name}': only {torch.cuda.device_count()} GPU(s)")
-    elif dev.type != "cpu":
-        raise SarjepaError(f"RUN.DEVICE '{name}' is not supported (auto, cpu, cuda, cuda:N)")
-    return dev
-
-
-def resolve_amp(cfg: Any, device: torch.device) -> str:
-    """``RUN.AMP`` -> ``"bf16"`` or ``"off"`` (``auto``: bf16 on CUDA, off on CPU)."""
-    mode = str(cfg.RUN.AMP or "auto").strip().lower()
-    if mode not in AMP_MODES:
-        from benchmark.errors import unknown
-
-        raise unknown("RUN.AMP mode", mode, AMP_MODES)
-    if mode == "auto":
-        return "bf16" if device.type == "cuda" else "off"
-    return mode
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy and torch (CPU and all GPUs) with ``seed``."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def device_and_amp(cfg: Any) -> tuple[torch.device, str]:
+    """``RUN.DEVICE`` (``auto`` honours Dassl's ``USE_CUDA``) and ``RUN.AMP`` of a config."""
+    use_cuda = bool(cfg.get("USE_CUDA", True))
+    device = resolve_device(cfg.RUN.DEVICE, "RUN.DEVICE", allow_cuda=use_cuda)
+    return device, resolve_amp(cfg.RUN.AMP, device, "RUN.AMP")
 
 
 def method_label(cfg: Any) -> str:
@@ -90,21 +52,6 @@ def method_label(cfg: Any) -> str:
     if cfg.RUN.METHOD:
         return str(cfg.RUN.METHOD)
     return Path(cfg.MODEL.INIT_WEIGHTS).stem if cfg.MODEL.INIT_WEIGHTS else "random"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file in the same folder, flush it, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False, allow_nan=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunLog:
@@ -203,10 +150,10 @@ def run(cfg: Any) -> dict[str, Any]:
     Raises:
         SarjepaError: bad input (nothing written when raised before training starts).
     """
-    from benchmark.config import cfg_to_dict
+    from benchmark.core.configs import cfg_to_dict
+    from benchmark.core.provenance import code_version
     from benchmark.datasets import build_dataset
     from benchmark.trainers import TRAINER_REGISTRY
-    from pretrain.checkpoints import code_version
 
     started = datetime.datetime.now().astimezone()
     t0 = time.time()
@@ -224,8 +171,7 @@ def run(cfg: Any) -> dict[str, Any]:
     out = Path(cfg.OUTPUT_DIR)
     if out.exists() and not out.is_dir():
         raise SarjepaError(f"output folder '{out}' exists and is not a folder")
-    device = resolve_device(cfg)
-    amp = resolve_amp(cfg, device)
+    device, amp = device_and_amp(cfg)
     progress = bool(cfg.RUN.PROGRESS) and sys.stderr.isatty()
 
     with RunLog() as runlog:
@@ -256,7 +202,7 @@ def run(cfg: Any) -> dict[str, Any]:
         info = getattr(dataset, "split_info", {}) or {}
         split_hash = info.get("split_hash", "")
         if not split_hash and hasattr(dataset, "split_lists"):
-            from benchmark.splits import split_hash as _hash
+            from benchmark.datasets.splits import split_hash as _hash
 
             split_hash = _hash(dataset.split_lists())
         prov = {
@@ -283,5 +229,5 @@ def run(cfg: Any) -> dict[str, Any]:
             "metrics": metrics,
             "provenance": prov,
         }
-        write_json_atomic(out / "result.json", result)
+        atomic_write_json(result, out / "result.json")
     return result

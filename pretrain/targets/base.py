@@ -2,7 +2,7 @@
 
 Every target maps a batch of single-channel images in [0, 1], shape (B, 1, H, W), to per-patch
 regression targets (B, N, dim) with N = (H / p) * (W / p) in row-major patch order, and to
-per-pixel maps (B, C, H, W) for inspection. The builders live in ``pretrain.targets_*`` modules
+per-pixel maps (B, C, H, W) for inspection. The builders live in the modules of this package
 and are collected by :mod:`pretrain.targets`.
 """
 
@@ -12,8 +12,8 @@ import functools
 
 import torch
 
-from benchmark.errors import SarjepaError
-from benchmark.registry import Registry
+from benchmark.core.errors import SarjepaError
+from benchmark.core.registry import Registry
 
 TARGETS: Registry[type[Target]] = Registry("target")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from benchmark.errors import unknown
+from benchmark.core.errors import unknown
 
 T = TypeVar("T")
 

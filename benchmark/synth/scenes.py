@@ -1,6 +1,7 @@
 """Per-class target geometry of the synthetic SAR sets (metres, target frame).
 
-Each builder adds the scatterers of one class to a :class:`benchmark.synth.Builder`. Classes of a
+Each builder adds the scatterers of one class to a :class:`benchmark.synth.physics.Builder`.
+Classes of a
 family share parts (hulls, road wheels, turrets; ship hulls and superstructures; fuselages, wings,
 engines) and differ in their arrangement, proportions and the parts they carry, so that they are
 told apart by shape. Dimensions follow the real vehicles, ships and aircraft loosely. ``r`` is the
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchmark.synth import Builder
+from benchmark.synth.physics import Builder
 
 Rng = np.random.Generator
 

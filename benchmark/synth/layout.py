@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import __version__
+from benchmark.core.errors import SarjepaError, unknown
+from benchmark.core.io import atomic_write_json
 from benchmark.datasets.fusar import New_FUSAR
 from benchmark.datasets.mstar import MSTAR_SOC
 from benchmark.datasets.sar_acd import SAR_ACD
-from benchmark.errors import SarjepaError, unknown
 
 #: Bump when the chips change for the same seed.
 GENERATOR_VERSION = 1
@@ -156,7 +157,7 @@ def _pool_plan(total: int) -> list[tuple]:
 
 def render_job(seed: int, job: tuple) -> np.ndarray:
     """The 8-bit chip of one planned file (pure function of ``seed`` and ``job``)."""
-    from benchmark.synth_chips import make_chip
+    from benchmark.synth.chips import make_chip
 
     _, ident, family, cls, size, dep = job
     rng = file_rng(seed, *ident)
@@ -284,9 +285,7 @@ def generate(
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(dict(sorted(obj.items())), path, indent=2)
 
 
 def _metadata(seed: int, scale: str, results: list[tuple]) -> dict:

@@ -7,12 +7,12 @@
 =============  =========================================================  =================
 name           what (module)                                              dim at p = 16
 =============  =========================================================  =================
-``gf``         SAR-JEPA multi-scale gradient field, ``scales`` (targets_gf) 256 per scale
-``gf_gauss``   Gaussian-weighted GF variant (targets_gf)                  256 per scale
-``pixel``      raw pixels, ``norm_pix`` option (targets_pixel)            256
-``lowpass``    Gaussian-blurred pixels, ``sigma`` (targets_pixel)         256
-``hog``        MaskFeat HOG, Sobel gradients (targets_hog)                36
-``sar_hog``    the same histogram of the log-ratio gradient (targets_hog) 36
+``gf``         SAR-JEPA multi-scale gradient field, ``scales`` (targets.gf)    256 per scale
+``gf_gauss``   Gaussian-weighted GF variant (targets.gf)                     256 per scale
+``pixel``      raw pixels, ``norm_pix`` option (targets.pixel)               256
+``lowpass``    Gaussian-blurred pixels, ``sigma`` (targets.pixel)            256
+``hog``        MaskFeat HOG, Sobel gradients (targets.hog)                   36
+``sar_hog``    the same histogram of the log-ratio gradient (targets.hog)    36
 =============  =========================================================  =================
 """
 
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import inspect
 
-import pretrain.targets_gf  # noqa: F401  (registers gf, gf_gauss)
-import pretrain.targets_hog  # noqa: F401  (registers hog, sar_hog)
-import pretrain.targets_pixel  # noqa: F401  (registers pixel, lowpass)
-from benchmark.errors import SarjepaError, closest
-from pretrain.targets_base import TARGETS, Target, patchify, unpatchify
+import pretrain.targets.gf  # noqa: F401  (registers gf, gf_gauss)
+import pretrain.targets.hog  # noqa: F401  (registers hog, sar_hog)
+import pretrain.targets.pixel  # noqa: F401  (registers pixel, lowpass)
+from benchmark.core.errors import SarjepaError, closest
+from pretrain.targets.base import TARGETS, Target, patchify, unpatchify
 
 __all__ = ["TARGETS", "Target", "build_target", "target_options", "patchify", "unpatchify"]
 

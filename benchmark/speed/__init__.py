@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.speed_ref import (
+from benchmark.speed.reference import (
     PATCH,
     conv_gf_maps,
     conv_gf_target,
@@ -109,7 +109,7 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:120]
 
@@ -137,7 +137,7 @@ def time_variant(
             _sync(dev)
             times.append(time.perf_counter() - t0)
     except Exception as exc:  # OOM, missing kernels, ...: report and carry on
-        msg = _one_line(exc)
+        msg = one_line(exc)
         del exc
         step = None
         _free(dev)
@@ -343,7 +343,7 @@ def measure_pretrain(s: Settings) -> list[Result]:
             raise ImportError("method 'sarjepa' is not registered")
         _, source = sarjepa_cfg(s.arch, s.img_size)
     except ImportError as exc:
-        return [Result(f"pretrain b{b}", b, Timing(error=f"skipped: {_one_line(exc)}"))]
+        return [Result(f"pretrain b{b}", b, Timing(error=f"skipped: {one_line(exc)}"))]
     ref = time_variant(_pretrain_setup(s, False), b, s)
     rows = [Result(f"pretrain b{b}", b, time_variant(_pretrain_setup(s, True), b, s), ref)]
     rows[0].extra["config"] = source
@@ -361,7 +361,7 @@ def measure_gf(s: Settings) -> list[Result]:
 
         target = build_target("gf", patch_size=PATCH)
     except ImportError as exc:
-        return [Result(f"gf b{b}", b, Timing(error=f"skipped: {_one_line(exc)}"))]
+        return [Result(f"gf b{b}", b, Timing(error=f"skipped: {one_line(exc)}"))]
     x = torch.rand(b, 1, s.img_size, s.img_size, device=s.device)
 
     def setup(fn):
@@ -430,7 +430,7 @@ def run_all(
         try:
             new = MEASURES[name](s)
         except Exception as exc:  # a bug in one measurement must not lose the others
-            new = [Result(name, 0, Timing(error=_one_line(exc)))]
+            new = [Result(name, 0, Timing(error=one_line(exc)))]
         rows.extend(new)
         if on_rows is not None:
             on_rows(rows)

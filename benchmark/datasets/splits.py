@@ -26,15 +26,15 @@ import json
 import logging
 import os
 import random
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.core.errors import SarjepaError
+from benchmark.core.io import atomic_write_json
 from benchmark.datasets.base import Datum, generate_fewshot_dataset, split_trainval
 from benchmark.datasets.listing import Listing, fingerprint
-from benchmark.errors import SarjepaError
 
 log = logging.getLogger("sarjepa.datasets")
 
@@ -205,11 +205,7 @@ def _save(
         **named,
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1, ensure_ascii=False)
-        os.replace(tmp, path)
+        atomic_write_json(payload, path)
     except OSError as exc:
         log.warning("could not write the split cache '%s': %s", path, exc)
 

@@ -36,9 +36,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import SarjepaError
-from pretrain.targets_base import TARGETS, Target, as_float, exact, patchify
-from pretrain.targets_gf import gf_log_ratios
+from benchmark.core.errors import SarjepaError
+from pretrain.targets.base import TARGETS, Target, as_float, exact, patchify
+from pretrain.targets.gf import gf_log_ratios
 
 # Votes of smaller gradient magnitude are dropped: on an exactly flat cell the gradients are
 # rounding noise (~1e-7 from conv2d or the summed-area table) that the L2 normalisation would

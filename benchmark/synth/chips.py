@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark import synth as S
-from benchmark.synth_scenes import AIRCRAFT, SHIPS, VEHICLES, bridge, false_alarms
+from benchmark.synth import physics as S
+from benchmark.synth.scenes import AIRCRAFT, SHIPS, VEHICLES, bridge, false_alarms
 
 Rng = np.random.Generator
 
@@ -185,7 +185,8 @@ def make_chip(rng: Rng, family: str, cls: str, shape: tuple[int, int], depressio
     """One 8-bit chip ``(rows, cols)`` uint8: scene, Gamma speckle of L looks, random mapping.
 
     The scene gets a random overall gain, speckle with L in 2..6 looks (unit mean), then
-    :func:`benchmark.synth.to_uint8` with a random law (dB window of 25-45 dB, or amplitude to the
+    :func:`benchmark.synth.physics.to_uint8` with a random law (dB window of 25-45 dB, or amplitude
+    to the
     power 0.3-0.8), clip percentile 97-99.9 and a random mean grey level (0.12-0.40), so neither
     gain nor clutter level nor dynamic range tells the class.
     """

@@ -7,8 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import SarjepaError
-from pretrain.targets_base import TARGETS, Target, as_float, exact
+from benchmark.core.errors import SarjepaError
+from pretrain.targets.base import TARGETS, Target, as_float, exact
 
 NORM_PIX_EPS = 1e-6
 

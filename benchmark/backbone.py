@@ -1,0 +1,83 @@
+"""The benchmark's backbone: the Dassl config schema (``MODEL.BACKBONE.*``, ``MODEL.POOL``,
+``MODEL.INIT_WEIGHTS``) turned into an encoder, via :mod:`pretrain.weights` for checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmark.core.errors import SarjepaError, unknown
+from pretrain.models import build_vit
+from pretrain.weights import LoadedEncoder, Log, arch_str, load_encoder
+
+
+def parse_bool(value: Any, what: str) -> bool:
+    """``True/False``, ``"true"/"false"/"1"/"0"/"yes"/"no"`` -> bool; anything else an error."""
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in ("true", "1", "yes", "on"):
+        return True
+    if s in ("false", "0", "no", "off"):
+        return False
+    raise SarjepaError(f"{what} must be true or false, got '{value}'")
+
+
+def backbone_overrides(cfg: Any) -> dict[str, Any]:
+    """Explicit ``MODEL.BACKBONE.*`` / ``MODEL.POOL`` values as arch keys (0 / "" = unset)."""
+    bb = cfg.MODEL.BACKBONE
+    out: dict[str, Any] = {}
+    for cfg_key, arch_key in (
+        ("EMBED_DIM", "embed_dim"),
+        ("DEPTH", "depth"),
+        ("NUM_HEADS", "num_heads"),
+        ("PATCH_SIZE", "patch_size"),
+        ("IN_CHANS", "in_chans"),
+    ):
+        v = int(bb.get(cfg_key, 0) or 0)
+        if v > 0:
+            out[arch_key] = v
+    pos = str(bb.get("POS_EMBED", "") or "").strip().lower()
+    if pos:
+        if pos not in ("irpe", "sincos", "none"):
+            raise unknown("MODEL.BACKBONE.POS_EMBED", pos, ("irpe", "sincos", "none"))
+        out["pos_embed"] = pos
+    cls = bb.get("CLASS_TOKEN", "")
+    if cls not in ("", None):
+        out["class_token"] = parse_bool(cls, "MODEL.BACKBONE.CLASS_TOKEN")
+    pool = str(cfg.MODEL.get("POOL", "") or "").strip().lower()
+    if pool:
+        if pool not in ("cls", "mean"):
+            raise unknown("MODEL.POOL", pool, ("cls", "mean"))
+        out["global_pool"] = pool
+    return out
+
+
+def encoder_from_cfg(cfg: Any, log: Log = print) -> LoadedEncoder:
+    """The benchmark backbone of a run config: ``MODEL.INIT_WEIGHTS`` or a random init.
+
+    Random init builds ``MODEL.BACKBONE.NAME`` at ``INPUT.SIZE`` with the explicit
+    ``MODEL.BACKBONE.*`` overrides (the from-scratch baseline); its weights come from the global
+    torch RNG, so seed first.
+    """
+    overrides = backbone_overrides(cfg)
+    size = tuple(int(s) for s in cfg.INPUT.SIZE)
+    img_size: int | tuple[int, int] = size[0] if size[0] == size[1] else size
+    if cfg.MODEL.INIT_WEIGHTS:
+        return load_encoder(
+            cfg.MODEL.INIT_WEIGHTS,
+            overrides,
+            weights_key=str(cfg.MODEL.get("WEIGHTS_KEY", "")),
+            name_hint=cfg.MODEL.BACKBONE.NAME,
+            default_img_size=img_size,
+            log=log,
+        )
+    extra = {"img_size": img_size, **overrides}
+    try:
+        model = build_vit(cfg.MODEL.BACKBONE.NAME, **extra)
+    except (ValueError, TypeError) as exc:
+        raise SarjepaError(
+            f"cannot build backbone '{cfg.MODEL.BACKBONE.NAME}' with {extra}: {exc}"
+        ) from None
+    model.eval()
+    log(f"Random init (no MODEL.INIT_WEIGHTS): ViT {arch_str(model.arch_dict())}")
+    return LoadedEncoder(encoder=model, arch=model.arch_dict(), format="random")

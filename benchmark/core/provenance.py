@@ -1,0 +1,73 @@
+"""Where a result came from: the code version, file hashes and data-folder fingerprints."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Package version plus the git commit of the source tree when available (``-dirty`` if so).
+
+    Computed once per process (two ``git`` calls); every grid cell and feature-cache key asks.
+    """
+    from benchmark import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if sha.returncode != 0:
+            return __version__
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        suffix = "-dirty" if dirty.stdout.strip() else ""
+        return f"{__version__}+g{sha.stdout.strip()}{suffix}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def cached_file_sha256(path: str | os.PathLike) -> str:
+    """:func:`file_sha256`, remembered in this process per (resolved path, size, mtime)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = file_sha256(p)
+    return _SHA_MEMO[key]
+
+
+def data_fingerprint(root: str | os.PathLike, files: Sequence[str]) -> str:
+    """SHA-256 (hex) of the sorted relative paths with their sizes and mtimes (whole seconds)."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        st = os.stat(Path(root) / rel)
+        h.update(f"{rel}\t{st.st_size}\t{int(st.st_mtime)}\n".encode())
+    return h.hexdigest()
