@@ -69,27 +69,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _device(pref: str):
-    import torch
-
-    pref = pref.lower()
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref != "cpu" and not pref.startswith("cuda"):
-        raise SarjepaError(f"--device must be auto, cpu, cuda or cuda:N, got '{pref}'")
-    if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise SarjepaError(f"--device '{pref}' requested but CUDA is not available")
-    try:
-        return torch.device(pref)
-    except RuntimeError:
-        raise SarjepaError(f"--device: cannot parse '{pref}'") from None
-
-
 def settings_from_args(args: argparse.Namespace):
     """Resolve device-dependent defaults and check the numbers; returns a ``speed.Settings``."""
+    from benchmark.core.runtime import resolve_device
     from benchmark.speed import Settings
 
-    device = _device(args.device)
+    device = resolve_device(args.device, "--device")
     k = 0 if device.type == "cuda" else 1
 
     def pick(name):
