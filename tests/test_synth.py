@@ -285,3 +285,14 @@ def test_unknown_scale_and_help(capsys):
         main(["synth", "--help"])
     assert exc.value.code == 0
     assert "--scale" in capsys.readouterr().out
+
+
+def test_demo_scale_pool_holds_vehicles_only():
+    jobs = L.plan(0, "demo")
+    pool = [j for j in jobs if j[0].startswith("pretrain/")]
+    assert len(pool) == L.SCALES["demo"]["pool"]
+    assert {j[2] for j in pool} == {"vehicle"}
+    assert all(j[0].startswith("pretrain/vehicles/") for j in pool)
+    # the labelled MSTAR-like set is the small scale's, file for file
+    mstar = [j[0] for j in jobs if j[0].startswith("MSTAR_SOC/")]
+    assert mstar == [j[0] for j in L.plan(0, "small") if j[0].startswith("MSTAR_SOC/")]

@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scale",
         default="small",
-        choices=("tiny", "small", "full"),
-        help="tiny: tests (~600 chips); small: demo (~5,000); full: real set sizes (~32,000)",
+        choices=("tiny", "small", "full", "demo"),
+        help="tiny: tests; small: a few thousand chips; full: real set sizes (~32,000); demo: "
+        "small MSTAR-like set and a pool of vehicles only (the demo's)",
     )
     p.add_argument(
         "--force",
