@@ -22,7 +22,7 @@ _C.OUTPUT_DIR = ""  # set by --output
 _C.DATA_DIR = ""  # set by --data
 
 _C.METHOD = CN()
-_C.METHOD.NAME = "sarjepa"  # a registered method: sarjepa, sarjepa_gauss, lomar, lomar_hog, ...
+_C.METHOD.NAME = "sarjepa"  # a registered method: sarjepa, sarjepa_pixel, lomar, maskfeat, ...
 
 _C.MODEL = CN()
 _C.MODEL.ARCH = "vit_base_patch16"  # a pretrain.models.build_vit name
@@ -47,9 +47,13 @@ _C.MASK = CN()  # LoMaR local windows (patch units)
 _C.MASK.WINDOW_SIZE = 7
 _C.MASK.NUM_WINDOW = 4
 _C.MASK.RATIO = 0.8  # int(window_size**2 * ratio) patches masked per window
+# block-wise masking (maskfeat: round(N * RATIO) patches in rectangles, BEiT's generator)
+_C.MASK.BLOCK_MIN_PATCHES = 0  # smallest rectangle area; 0 = masked count // 5 (MaskFeat's rule)
+_C.MASK.BLOCK_MAX_PATCHES = 0  # largest rectangle area; 0 = no cap besides the masked count
+_C.MASK.BLOCK_MIN_ASPECT = 0.3  # rectangle aspect ratio drawn log-uniformly in [this, 1/this]
 
 _C.TARGET = CN()
-_C.TARGET.NAME = ""  # "" = the method's own target (gf for sarjepa, pixel for lomar, ...)
+_C.TARGET.NAME = ""  # "" = the method's own (gf for sarjepa, pixel for lomar, hog for maskfeat)
 # keyword options for pretrain.targets.build_target (lower-cased), e.g. SCALES: [5, 9, 13, 17];
 # empty = the method's defaults. New keys are allowed here in YAML files.
 _C.TARGET.OPTIONS = CN(new_allowed=True)

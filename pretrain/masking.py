@@ -302,3 +302,202 @@ def multiblock_masks(
     out_t = [torch.stack([per[j][:k_t] for per in targets]).to(dev) for j in range(num_targets)]
     out_c = [torch.stack([per[j][:k_c] for per in contexts]).to(dev) for j in range(num_context)]
     return MultiBlockMasks(out_c, out_t)
+
+
+def shared_local_windows(
+    batch_size: int,
+    grid_hw: tuple[int, int] = (14, 14),
+    window_size: int = 7,
+    num_window: int = 4,
+    mask_ratio: float = 0.8,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> LocalWindows:
+    """Upstream LoMaR's windows: ``num_window`` positions shared by the whole batch.
+
+    The draws and their order are those of LoMaR's ``forward_encoder`` (junchen14/LoMaR):
+    ``randperm(h - ws + 1)[:num_window]`` gives the top rows, then ``randperm(w - ws + 1)`` the
+    left columns (window k = (top_k, left_k) for every image), then one
+    ``rand(B, num_window, ws * ws)`` whose per-window argsort picks the
+    ``int(ws * ws * mask_ratio)`` masked patches, independently per image and window. With the
+    same generator state the windows and masks are upstream's. Upstream pairs image ``n`` with
+    the windows in another order than its masks (a batch divisible by ``num_window`` shows each
+    image one window ``num_window`` times); here image ``n`` gets window ``k`` with mask row
+    ``(n, k)``, as in :func:`local_windows`.
+
+    Args:
+        batch_size: B.
+        grid_hw: patch grid (h, w).
+        window_size: ws, window side in patches.
+        num_window: windows per image; at most ``min(h, w) - ws + 1`` (distinct rows and columns).
+        mask_ratio: fraction of each window to mask; at least one patch must be masked.
+        generator: optional seeded CPU generator.
+        device: where the results go.
+
+    Returns:
+        :class:`LocalWindows` with origins (B, num_window, 2) (the same for every image),
+        patch_index and mask (B, num_window, ws * ws).
+    """
+    gh, gw = (int(v) for v in grid_hw)
+    ws, k, b = int(window_size), int(num_window), int(batch_size)
+    if b < 1 or ws < 1 or k < 1:
+        raise SarjepaError(
+            f"local windows need batch_size, window_size and num_window >= 1, "
+            f"got {batch_size}, {window_size}, {num_window}"
+        )
+    if ws > gh or ws > gw:
+        raise SarjepaError(f"window_size {ws} is larger than the patch grid {gh}x{gw}")
+    nh, nw = gh - ws + 1, gw - ws + 1
+    if k > min(nh, nw):
+        raise SarjepaError(
+            f"num_window {k} exceeds the {min(nh, nw)} distinct window rows/columns of a "
+            f"{ws}x{ws} window on the {gh}x{gw} patch grid"
+        )
+    n_mask = int(ws * ws * mask_ratio)
+    if not 0 < n_mask <= ws * ws:
+        raise SarjepaError(
+            f"mask_ratio {mask_ratio} masks {n_mask} of the {ws * ws} patches of a window "
+            f"(need 1..{ws * ws})"
+        )
+    tops = torch.randperm(nh, generator=generator)[:k]
+    lefts = torch.randperm(nw, generator=generator)[:k]
+    steps = torch.arange(ws)
+    one = ((tops[:, None, None] + steps[:, None]) * gw + lefts[:, None, None] + steps).flatten(1)
+    patch_index = one.unsqueeze(0).expand(b, k, ws * ws).contiguous()
+    origins = torch.stack([tops, lefts], dim=-1).unsqueeze(0).expand(b, k, 2).contiguous()
+    masked = torch.rand((b, k, ws * ws), generator=generator).argsort(dim=-1)[..., :n_mask]
+    mask = torch.zeros(b, k, ws * ws, dtype=torch.bool).scatter_(-1, masked, True)
+    if device is not None:
+        origins, patch_index, mask = (t.to(device) for t in (origins, patch_index, mask))
+    return LocalWindows(origins, patch_index, mask)
+
+
+class _Uniforms:
+    """Uniform [0, 1) float64 numbers from a generator, drawn 64 at a time and used in order (so
+    the masks drawn for image i do not depend on the batch size)."""
+
+    def __init__(self, generator: torch.Generator | None) -> None:
+        self.generator = generator
+        self.buffer: list[float] = []
+
+    def __call__(self) -> float:
+        if not self.buffer:
+            draw = torch.rand(64, dtype=torch.float64, generator=self.generator)
+            self.buffer = draw.tolist()[::-1]
+        return self.buffer.pop()
+
+    def uniform(self, a: float, b: float) -> float:
+        """Python's ``random.uniform(a, b)``: ``a + (b - a) * u``."""
+        return a + (b - a) * self()
+
+    def randint(self, a: int, b: int) -> int:
+        """Python's ``random.randint(a, b)``: uniform over a..b inclusive."""
+        return a + min(int(self() * (b - a + 1)), b - a)
+
+
+def _one_blockwise_mask(
+    grid: tuple[int, int],
+    num_mask: int,
+    min_patches: int,
+    max_patches: int,
+    log_aspect: tuple[float, float],
+    u: _Uniforms,
+    exact: bool,
+) -> torch.Tensor:
+    """BEiT's ``MaskingGenerator.__call__`` for one image; (h * w,) bool (see blockwise_masks)."""
+    gh, gw = grid
+    mask = [[False] * gw for _ in range(gh)]
+    count = 0
+    while count < num_mask:
+        budget = min(num_mask - count, max_patches)
+        delta = 0
+        for _ in range(10):  # BEiT's attempts per block
+            area = u.uniform(min_patches, budget)
+            aspect = math.exp(u.uniform(*log_aspect))
+            bh = int(round(math.sqrt(area * aspect)))
+            bw = int(round(math.sqrt(area / aspect)))
+            if bw < gw and bh < gh:
+                top, left = u.randint(0, gh - bh), u.randint(0, gw - bw)
+                cells = [(r, c) for r in range(top, top + bh) for c in range(left, left + bw)]
+                new = [(r, c) for r, c in cells if not mask[r][c]]
+                if 0 < len(new) <= budget:
+                    for r, c in new:
+                        mask[r][c] = True
+                    delta = len(new)
+            if delta > 0:
+                break
+        if delta == 0:
+            break
+        count += delta
+    flat = torch.tensor([v for row in mask for v in row], dtype=torch.bool)
+    if exact and count < num_mask:
+        free = (~flat).nonzero().flatten().tolist()
+        for _ in range(num_mask - count):
+            flat[free.pop(u.randint(0, len(free) - 1))] = True
+    return flat
+
+
+def blockwise_masks(
+    batch_size: int,
+    grid_hw: tuple[int, int] = (14, 14),
+    num_mask: int = 78,
+    min_patches: int = 16,
+    max_patches: int | None = None,
+    min_aspect: float = 0.3,
+    max_aspect: float | None = None,
+    exact: bool = True,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """BEiT / MaskFeat block-wise masking (BEiT's ``MaskingGenerator``, used by MaskFeat).
+
+    Per image, rectangles are added until ``num_mask`` patches are masked. Each rectangle has an
+    area ``uniform(min_patches, budget)`` (budget = patches still to mask, capped by
+    ``max_patches``), an aspect ratio ``exp(uniform(log min_aspect, log max_aspect))``,
+    ``h = round(sqrt(area * aspect))``, ``w = round(sqrt(area / aspect))``, must be strictly
+    smaller than the grid, and sits at a uniform position (``randint(0, H - h)``,
+    ``randint(0, W - w)``); it is accepted when it masks between 1 and ``budget`` new patches,
+    otherwise redrawn, at most 10 times. BEiT stops when 10 draws in a row fail, which leaves
+    some images a few patches short (at 14 x 14 with 78 masked and blocks of >= 15 patches,
+    about 29% of images, mostly by one patch); with ``exact`` (our default) the missing patches
+    are then masked uniformly at random among the free ones, so every image has exactly
+    ``num_mask`` masked patches. ``exact=False`` is BEiT's behaviour. Images are drawn one after
+    another from one stream of uniforms, so each image's mask is independent of the others and of
+    the batch size.
+
+    Args:
+        batch_size: B.
+        grid_hw: patch grid (h, w).
+        num_mask: masked patches per image, 1 .. h * w - 1.
+        min_patches: smallest rectangle area drawn (BEiT 16; MaskFeat ``num_mask // 5``).
+        max_patches: largest rectangle area (None: ``num_mask``).
+        min_aspect: smallest aspect ratio h / w (0.3); ``max_aspect`` defaults to its inverse.
+        exact: top up to exactly ``num_mask`` (see above).
+        generator: optional seeded CPU generator.
+        device: where the result goes.
+
+    Returns:
+        (B, h * w) bool, True = masked, row-major.
+    """
+    gh, gw = (int(v) for v in grid_hw)
+    b, n = int(batch_size), int(num_mask)
+    max_patches = n if max_patches is None else int(max_patches)
+    if b < 1 or not 0 < n < gh * gw:
+        raise SarjepaError(
+            f"block-wise masking needs batch_size >= 1 and 1 <= num_mask < {gh * gw} patches of "
+            f"the {gh}x{gw} grid, got {batch_size}, {num_mask}"
+        )
+    if min_patches < 0 or max_patches < 1 or not 0 < min_aspect <= 1:
+        raise SarjepaError(
+            f"block-wise masking needs min_patches >= 0, max_patches >= 1 and min_aspect in "
+            f"(0, 1], got {min_patches}, {max_patches}, {min_aspect}"
+        )
+    max_aspect = max_aspect or 1.0 / min_aspect
+    log_aspect = (math.log(min_aspect), math.log(max_aspect))
+    u = _Uniforms(generator)
+    masks = [
+        _one_blockwise_mask((gh, gw), n, int(min_patches), max_patches, log_aspect, u, exact)
+        for _ in range(b)
+    ]
+    out = torch.stack(masks)
+    return out.to(device) if device is not None else out

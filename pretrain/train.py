@@ -251,6 +251,11 @@ def restore(run: Run, resume_path: Path | None) -> int:
     state = ck.load_checkpoint(resume_path)
     args = state.get("args") if isinstance(state.get("args"), dict) else {}
     trained = (ck.read_sidecar(resume_path) or {}).get("method") or args.get("method")
+    if trained:
+        from pretrain.methods.sarjepa import current_method_name
+
+        model = state.get("model")
+        trained = current_method_name(trained, model if isinstance(model, dict) else {})
     if trained and trained != run.method.name:
         raise SarjepaError(
             f"checkpoint '{resume_path}' was trained with method '{trained}', "

@@ -56,7 +56,7 @@ from pretrain.weights_arch import (
 
 FORMATS = ("sarjepa", "lomar", "mae", "ijepa", "state_dict")
 #: Extra checkpoint keys dropped without a word (method-only parts of a pretraining model).
-SILENT_DROP = re.compile(r"^(head\.|decoder|predictor|mask_token|encoder_pred)")
+SILENT_DROP = re.compile(r"^(head\.|decoder|predictor|mask_token|encoder_pred|pred_head\.)")
 _MAX_LISTED = 12
 _ENCODER_PART = re.compile(
     r"^(blocks\.\d+\.|patch_embed\.|norm\.|fc_norm\.|cls_token|reg_token|pos_embed)"

@@ -39,7 +39,7 @@ def _tiny_demo_config(tmp_path: Path) -> Path:
 
 def test_bundled_demo_config_is_complete() -> None:
     conf = load_demo_config(DEMO_CONFIG)
-    assert set(conf["pretrain"]["methods"]) == {"sarjepa", "lomar"}
+    assert set(conf["pretrain"]["methods"]) == {"sarjepa", "sarjepa_pixel"}
     assert conf["grid"]["shots"] == [10, 20] and conf["grid"]["seeds"] == [0, 1, 2]
     assert set(conf["grid"]["protocols"]) == {"linear", "finetune"}
 
@@ -52,7 +52,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Capture
     assert "paired comparison against random" in text
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert {(r["method"], r["protocol"]) for r in rows} == {
-        (m, p) for m in ("random", "lomar", "sarjepa") for p in ("linear", "finetune")
+        (m, p) for m in ("random", "sarjepa_pixel", "sarjepa") for p in ("linear", "finetune")
     }
     assert (out / "accuracy_vs_shots.png").is_file()
     assert sorted(p.name for p in (out / "pretrain" / "sarjepa").glob("checkpoint-*.pth"))

@@ -229,7 +229,10 @@ def test_refuses_to_overwrite_and_resume_auto_starts_fresh(chips, tmp_path):
     again = train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 1}), resume="auto")
     assert again["epochs_run"] == 0
     with pytest.raises(SarjepaError, match="trained with method 'sarjepa'"):
-        train(tiny_cfg("lomar_tiny", data=chips, out=out, **{"TRAIN.EPOCHS": 2}), resume="auto")
+        train(
+            tiny_cfg("sarjepa_pixel_tiny", data=chips, out=out, **{"TRAIN.EPOCHS": 2}),
+            resume="auto",
+        )
 
 
 class _Quadratic(torch.nn.Module):

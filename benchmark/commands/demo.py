@@ -8,9 +8,10 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="synthetic data -> pretrain sarjepa and lomar -> few-shot grid -> tables",
-        description="Generate the small synthetic SAR set, pretrain tiny SAR-JEPA and LoMaR models "
-        "on its unlabeled pool, run a few-shot grid {random init, lomar, sarjepa} x shots x "
+        help="synthetic data -> pretrain sarjepa and sarjepa_pixel -> few-shot grid -> tables",
+        description="Generate the small synthetic SAR set, pretrain tiny SAR-JEPA models with "
+        "gradient (sarjepa) and normalised-pixel (sarjepa_pixel) targets on its unlabeled pool, "
+        "run a few-shot grid {random init, sarjepa_pixel, sarjepa} x shots x "
         "seeds x {linear, finetune} on the MSTAR-like set and print the summary table. "
         "Reduced settings (benchmark/configs/demo.yaml) fit a 2-core CPU in about 10 minutes. "
         "Resumable: rerunning reuses finished stages.",

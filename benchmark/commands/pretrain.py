@@ -10,8 +10,10 @@ tiff, bmp; 8- or 16-bit; colour is converted to gray). Writes OUTPUT/checkpoint-
 authors' dict format) with a JSON sidecar, log.txt (one JSON line per epoch) and config.yaml.
 Trailing KEY VALUE pairs override the config (e.g. TRAIN.EPOCHS 100 TRAIN.BATCH_SIZE 64).
 Several GPUs: torchrun --nproc_per_node N -m benchmark.cli pretrain ...
-Bundled configs: sarjepa_vit_b16 (the paper), sarjepa_gauss_vit_b16, lomar_vit_b16,
-lomar_hog_vit_b16, lomar_sar_hog_vit_b16, lomar_lowpass_vit_b16, sarjepa_tiny, lomar_tiny."""
+Bundled configs: sarjepa_vit_b16 (the paper); SAR-JEPA with other targets: sarjepa_gauss_vit_b16,
+sarjepa_pixel_vit_b16, sarjepa_hog_vit_b16, sarjepa_sar_hog_vit_b16, sarjepa_lowpass_vit_b16;
+baselines with their own recipes: lomar_vit_b16 (upstream LoMaR), maskfeat_vit_b16; tiny CPU
+configs: <name>_tiny (sarjepa, sarjepa_pixel, lomar, maskfeat)."""
 
 
 def register(subparsers) -> None:

@@ -1,17 +1,22 @@
-"""LoMaR-style local-window masked prediction; SAR-JEPA is this with multi-scale SAR gradients.
+"""SAR-JEPA's local-window masked prediction, and its target ablation.
 
-One class, :class:`LocalWindowRegression`, parameterised by the regression target, registered as:
+One class, :class:`LocalWindowRegression`, parameterised by the regression target, registered as
+below. The ``sarjepa_*`` variants keep SAR-JEPA's architecture (encoder + 8-block predictor) and
+recipe and change only the target, so a comparison isolates the target. (Upstream LoMaR, with
+its own linear head and recipe, is :mod:`pretrain.methods.lomar`; before that module existed,
+``sarjepa_pixel`` / ``sarjepa_hog`` / ``sarjepa_sar_hog`` / ``sarjepa_lowpass`` were called
+``lomar`` / ``lomar_hog`` / ``lomar_sar_hog`` / ``lomar_lowpass``: see :data:`RENAMED`.)
 
-============== =========== ==========================================
-method         target      default target options
-============== =========== ==========================================
-sarjepa        gf          (the target's: half-widths 5, 9, 13, 17)
-sarjepa_gauss  gf_gauss    (the target's)
-lomar          pixel       norm_pix=True
-lomar_hog      hog         (the target's)
-lomar_sar_hog  sar_hog     (the target's)
-lomar_lowpass  lowpass     (the target's)
-============== =========== ==========================================
+================ =========== ==========================================
+method           target      default target options
+================ =========== ==========================================
+sarjepa          gf          (the target's: half-widths 5, 9, 13, 17)
+sarjepa_gauss    gf_gauss    (the target's)
+sarjepa_pixel    pixel       norm_pix=True
+sarjepa_hog      hog         (the target's)
+sarjepa_sar_hog  sar_hog     (the target's)
+sarjepa_lowpass  lowpass     (the target's)
+================ =========== ==========================================
 
 Forward pass (PROTOCOL.md section 1), for images (B, 1, H, W) and patch p, grid (H/p, W/p):
 
@@ -50,11 +55,29 @@ from pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sarjepa": ("gf", {}),
     "sarjepa_gauss": ("gf_gauss", {}),
-    "lomar": ("pixel", {"norm_pix": True}),
-    "lomar_hog": ("hog", {}),
-    "lomar_sar_hog": ("sar_hog", {}),
-    "lomar_lowpass": ("lowpass", {}),
+    "sarjepa_pixel": ("pixel", {"norm_pix": True}),
+    "sarjepa_hog": ("hog", {}),
+    "sarjepa_sar_hog": ("sar_hog", {}),
+    "sarjepa_lowpass": ("lowpass", {}),
 }
+
+# Names these variants had in checkpoints written before upstream LoMaR got its own module.
+RENAMED: dict[str, str] = {
+    "lomar": "sarjepa_pixel",
+    "lomar_hog": "sarjepa_hog",
+    "lomar_sar_hog": "sarjepa_sar_hog",
+    "lomar_lowpass": "sarjepa_lowpass",
+}
+
+
+def current_method_name(name: str, model_keys) -> str:
+    """The present name of a method recorded in a checkpoint (old names are mapped by
+    :data:`RENAMED`; a ``lomar`` checkpoint is SAR-JEPA's pixel variant only when it has the
+    predictor, ``decoder_pred.*``, which upstream LoMaR lacks)."""
+    new = RENAMED.get(name)
+    if new is None or (name == "lomar" and "decoder_pred.weight" not in set(model_keys)):
+        return name
+    return new
 
 
 def check_window_geometry(img_size: int, patch_size: int, window_size: int, ratio: float) -> None:
@@ -76,7 +99,7 @@ def check_window_geometry(img_size: int, patch_size: int, window_size: int, rati
 
 
 class LocalWindowRegression(PretrainMethod):
-    """Local-window masked regression of a fixed per-patch target (LoMaR / SAR-JEPA).
+    """Local-window masked regression of a fixed per-patch target (SAR-JEPA and its ablation).
 
     Args:
         encoder: the ViT (any ``pos_embed``; the paper uses iRPE).
@@ -267,7 +290,7 @@ def target_spec(cfg, default_target: str, default_options: Mapping[str, Any]):
 
 
 def build_local_window_method(cfg, method_name: str) -> LocalWindowRegression:
-    """Build a registered LoMaR-family method from a pretraining config."""
+    """Build a registered SAR-JEPA-family method from a pretraining config."""
     from pretrain.methods import build_encoder
     from pretrain.targets import build_target
 
@@ -296,7 +319,7 @@ def build_local_window_method(cfg, method_name: str) -> LocalWindowRegression:
 
 
 def register(registry) -> None:
-    """Register every LoMaR-family variant in the method registry."""
+    """Register SAR-JEPA and its target variants in the method registry."""
     for method_name in VARIANTS:
 
         def builder(cfg, _name=method_name):

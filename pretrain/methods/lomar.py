@@ -1,0 +1,223 @@
+"""Upstream LoMaR (Chen et al., WACV 2025; junchen14/LoMaR): local masked reconstruction.
+
+LoMaR has **no decoder**: the encoder itself sees a window with mask tokens and a linear layer
+on its output predicts the masked patches' pixels. Forward pass, for images (B, 1, H, W), patch
+p, grid (H/p, W/p):
+
+1. ``encoder.patch_embed`` embeds the whole image: (B, N, D).
+2. :func:`pretrain.masking.shared_local_windows` draws ``num_window`` windows of ``ws x ws``
+   patches **shared by the batch** and, per image and window, ``int(ws*ws*ratio)`` masked
+   patches (upstream's random calls in upstream's order).
+3. Each window's tokens are gathered row-major; masked ones are replaced by ``mask_token``.
+4. CLS is prepended, the encoder blocks run with iRPE for a ws x ws grid (+ CLS), then the final
+   ``norm`` and ``encoder_pred`` Linear(D -> p*p*C); CLS is dropped.
+5. The target is the patch pixels, per-patch normalised with ``norm_pix`` (upstream's
+   ``--norm_pix_loss``, unbiased variance, eps 1e-6); the loss is the MSE averaged over the
+   masked patches only (:func:`pretrain.methods.base.masked_mse`).
+
+How this differs from SAR-JEPA's local-window regression (:mod:`pretrain.methods.sarjepa`, the
+``sarjepa_*`` methods): SAR-JEPA adds a predictor (``encoder_pred`` D -> 512, 8 blocks of width
+512 / 16 heads with iRPE, ``decoder_norm``, ``decoder_pred``) and draws window positions per
+image; LoMaR maps the encoder output straight to the target and shares the positions across the
+batch. Both keep masked tokens in the sequence as mask tokens, use the same iRPE (contextual,
+product method, ratio 1.9, key-only, head-shared, CLS skipped) and the same window defaults
+(7 x 7, 4 windows, 80% masked).
+
+Checkpoint: ``model`` has upstream's ``MaskedAutoencoderViT`` keys and shapes at the same
+dimensions: ``cls_token``, ``pos_embed`` (1, 1+N, D), ``patch_embed.proj.*``, ``blocks.N.*``
+(with ``attn.rpe_k.lookup_table_weight``), ``norm.*``, ``encoder_pred.*``, ``mask_token``.
+Upstream keeps a fixed 2-D sin-cos ``pos_embed`` that its forward never adds (positions come from
+iRPE only); it is kept here too, unused, so upstream's model loads our checkpoint with
+``strict=True``. Upstream's unused ``decoder_*`` constructor arguments create no weights.
+
+Deviations, all deliberate: 1-channel input (upstream patchifies 3 channels); image ``n`` gets
+window ``k`` with mask ``(n, k)``, whereas upstream's tiling pairs images and windows in
+different orders (with a batch divisible by ``num_window`` each image sees one window
+``num_window`` times); bf16 autocast instead of fp16 with loss scaling.
+Init as upstream: xavier-uniform Linear layers, LayerNorm 1/0, patch embedding xavier on the
+flattened kernel, ``cls_token`` / ``mask_token`` normal(std 0.02), iRPE tables zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.core.errors import SarjepaError
+from pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
+from pretrain.methods.sarjepa import _jsonable, check_window_geometry, target_spec
+
+DEFAULT_TARGET = ("pixel", {"norm_pix": True})
+
+
+class LoMaR(PretrainMethod):
+    """Upstream LoMaR: local windows with mask tokens, encoder, linear pixel head.
+
+    Args:
+        encoder: the ViT (``pos_embed="irpe"``, as upstream).
+        target: a ``pretrain.targets`` target (upstream: normalised pixels).
+        target_name: the target's registry name.
+        target_options: the options the target was built with (recorded in sidecars).
+        window_size: window side in patches (7).
+        num_window: windows per batch (4).
+        mask_ratio: masked fraction per window (0.8 -> 39 of 49).
+    """
+
+    name = "lomar"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        target,
+        target_name: str = "pixel",
+        target_options: Mapping[str, Any] | None = None,
+        window_size: int = 7,
+        num_window: int = 4,
+        mask_ratio: float = 0.8,
+    ) -> None:
+        from pretrain.models import sincos_2d
+
+        super().__init__(encoder)
+        if getattr(encoder, "pos_embed_type", "") != "irpe":
+            raise SarjepaError(
+                "method 'lomar' encodes positions with iRPE only (upstream LoMaR); "
+                f"MODEL.POS_EMBED must be irpe, got '{getattr(encoder, 'pos_embed_type', '?')}'"
+            )
+        if not getattr(encoder, "has_class_token", False):
+            raise SarjepaError("method 'lomar' needs MODEL.CLASS_TOKEN True (upstream LoMaR)")
+        self.target = target
+        self.target_name = target_name
+        self.target_options = dict(target_options or {})
+        self.window_size = int(window_size)
+        self.num_window = int(num_window)
+        self.mask_ratio = float(mask_ratio)
+        dim = encoder.embed_dim
+        table = sincos_2d(dim, encoder.grid_size, cls_token=True).unsqueeze(0)
+        self.pos_embed = nn.Parameter(table, requires_grad=False)  # upstream's, never added
+        self.encoder_pred = nn.Linear(dim, int(target.dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.apply(init_weights_mae)
+        nn.init.normal_(self.encoder.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def draw_windows(self, batch: int, grid_hw: tuple[int, int], generator):
+        """Upstream's windows (shared by the batch) and per-image masks, on the CPU."""
+        from pretrain.masking import shared_local_windows
+
+        return shared_local_windows(
+            batch,
+            grid_hw=grid_hw,
+            window_size=self.window_size,
+            num_window=self.num_window,
+            mask_ratio=self.mask_ratio,
+            generator=generator,
+        )
+
+    def predict(self, images: Tensor, patch_index: Tensor, mask: Tensor) -> Tensor:
+        """Predictions for every window token.
+
+        Args:
+            images: (B, C, H, W).
+            patch_index: LongTensor (B, W, L), row-major grid indices of W windows of
+                L = ws*ws patches, on ``images``' device.
+            mask: BoolTensor (B, W, L), True = replaced by the mask token.
+
+        Returns:
+            (B*W, L, target dim); sequence ``i*W + k`` is window ``k`` of image ``i``.
+        """
+        tokens = self.encoder.patch_embed(images)  # (B, N, D)
+        b, _, d = tokens.shape
+        nw, seq = patch_index.shape[1], patch_index.shape[2]
+        idx = patch_index.reshape(b, nw * seq, 1).expand(-1, -1, d)
+        x = torch.gather(tokens, 1, idx).reshape(b * nw, seq, d)
+        x = torch.where(mask.reshape(b * nw, seq, 1), self.mask_token.to(x.dtype), x)
+        x = self.encoder.forward_blocks(x, grid=(self.window_size, self.window_size))
+        return self.encoder_pred(x)[:, 1:]
+
+    def compute_targets(self, images: Tensor, patch_index: Tensor) -> Tensor:
+        """Targets of the window tokens: (B*W, L, dim) float32, same order as :meth:`predict`."""
+        with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
+            full = self.target(images.float())  # (B, N, dim)
+        b, _, dim = full.shape
+        nw, seq = patch_index.shape[1], patch_index.shape[2]
+        idx = patch_index.reshape(b, nw * seq, 1).expand(-1, -1, dim)
+        return torch.gather(full, 1, idx).reshape(b * nw, seq, dim)
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None):
+        """Loss of one batch.
+
+        Args:
+            images: (B, C, H, W) in [0, 1]; H, W multiples of the patch size.
+            generator: CPU generator for windows and masks (None: torch's default generator,
+                which makes the draws upstream's).
+
+        Returns:
+            ``(loss, stats)``: 0-d float32 masked-patch MSE and ``{"loss": detached}``.
+        """
+        p = self.encoder.patch_size
+        grid = (images.shape[-2] // p, images.shape[-1] // p)
+        win = self.draw_windows(images.shape[0], grid, generator)
+        patch_index = win.patch_index.to(images.device, non_blocking=True)
+        mask = win.mask.to(images.device, non_blocking=True)
+        pred = self.predict(images, patch_index, mask)
+        target = self.compute_targets(images, patch_index)
+        b, nw, seq = mask.shape
+        loss = masked_mse(pred, target, mask.reshape(b * nw, seq))
+        return loss, {"loss": loss.detach()}
+
+    def describe(self) -> dict:
+        options = self.target_options
+        if callable(getattr(self.target, "options", None)):
+            options = {**self.target.options(), **options}
+        return {
+            "method": self.name,
+            "target": self.target_name,
+            "target_options": _jsonable(options),
+            "target_dim": int(self.target.dim),
+            "masking": {
+                "kind": "local_windows",
+                "window_size": self.window_size,
+                "num_window": self.num_window,
+                "mask_ratio": self.mask_ratio,
+                "window_positions": "shared by the batch",
+            },
+            "predictor": {"kind": "linear", "embed_dim": 0, "depth": 0, "num_heads": 0},
+            "source": "junchen14/LoMaR models_lomar.py",
+        }
+
+
+def build_lomar(cfg) -> LoMaR:
+    """Build upstream LoMaR from a pretraining config (``PREDICTOR.DEPTH`` must be 0)."""
+    from pretrain.methods import build_encoder
+    from pretrain.targets import build_target
+
+    if int(cfg.PREDICTOR.DEPTH) != 0:
+        raise SarjepaError(
+            f"method 'lomar' has no decoder (upstream LoMaR predicts with one linear layer): set "
+            f"PREDICTOR.DEPTH 0, got {cfg.PREDICTOR.DEPTH} (sarjepa_pixel is the variant with "
+            "SAR-JEPA's predictor)"
+        )
+    encoder = build_encoder(cfg)
+    check_window_geometry(cfg.INPUT.SIZE, encoder.patch_size, cfg.MASK.WINDOW_SIZE, cfg.MASK.RATIO)
+    tname, toptions = target_spec(cfg, *DEFAULT_TARGET)
+    try:
+        target = build_target(tname, patch_size=encoder.patch_size, **toptions)
+    except TypeError as exc:
+        raise SarjepaError(f"TARGET.OPTIONS for target '{tname}': {exc}") from None
+    return LoMaR(
+        encoder,
+        target,
+        target_name=tname,
+        target_options=toptions,
+        window_size=cfg.MASK.WINDOW_SIZE,
+        num_window=cfg.MASK.NUM_WINDOW,
+        mask_ratio=cfg.MASK.RATIO,
+    )
+
+
+def register(registry) -> None:
+    """Register ``lomar``."""
+    registry.add("lomar", build_lomar)

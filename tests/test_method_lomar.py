@@ -1,0 +1,286 @@
+"""Upstream LoMaR (`lomar`): windows, loss, checkpoint keys, learning, resume, benchmark loading;
+and the renamed SAR-JEPA pixel variant (`sarjepa_pixel`, formerly `lomar`)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from _pretrain_helpers import tiny_cfg, write_chips
+from PIL import Image
+
+from benchmark.cli import main
+from benchmark.core.errors import SarjepaError
+from pretrain import checkpoints as ck
+from pretrain.masking import shared_local_windows
+from pretrain.methods import build_method
+from pretrain.train import train
+from pretrain.weights import load_encoder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LOMAR = {"PREDICTOR.DEPTH": 0}  # tiny_opts set a 1-block predictor; upstream LoMaR has none
+
+
+@pytest.fixture(scope="module")
+def chips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chips")
+    write_chips(folder, n=16, size=72)
+    return folder
+
+
+def _lomar(**extra):
+    torch.manual_seed(0)
+    return build_method(tiny_cfg("lomar_tiny", **{**LOMAR, **extra}))
+
+
+# ---------------------------------------------------------------------------------- windows
+def test_shared_windows_counts_positions_and_upstream_draw_order():
+    g = torch.Generator().manual_seed(11)
+    win = shared_local_windows(5, (9, 8), window_size=4, num_window=3, mask_ratio=0.8, generator=g)
+    assert win.patch_index.shape == win.mask.shape == (5, 3, 16)
+    assert (win.mask.sum(-1) == int(16 * 0.8)).all()  # exactly 12 per window and image
+    # the positions are shared by the batch, with distinct rows and distinct columns
+    assert (win.origins == win.origins[:1]).all()
+    tops, lefts = win.origins[0, :, 0].tolist(), win.origins[0, :, 1].tolist()
+    assert len(set(tops)) == 3 and len(set(lefts)) == 3
+    assert max(tops) <= 9 - 4 and max(lefts) <= 8 - 4
+    for k in range(3):  # row-major 4 x 4 window on the 9 x 8 grid
+        want = [(tops[k] + r) * 8 + lefts[k] + c for r in range(4) for c in range(4)]
+        assert win.patch_index[0, k].tolist() == want
+    # upstream's calls, in upstream's order: randperm(rows), randperm(cols), rand(B, K, L)
+    ref = torch.Generator().manual_seed(11)
+    assert tops == torch.randperm(6, generator=ref)[:3].tolist()
+    assert lefts == torch.randperm(5, generator=ref)[:3].tolist()
+    noise = torch.rand(5, 3, 16, generator=ref)
+    masked = torch.zeros(5, 3, 16, dtype=torch.bool)
+    for b in range(5):
+        for k in range(3):
+            masked[b, k, noise[b, k].argsort()[:12]] = True
+    assert torch.equal(win.mask, masked)
+    # masks differ between images and windows (independent draws) ...
+    flat = win.mask.reshape(15, 16)
+    assert len({tuple(r.tolist()) for r in flat}) == 15
+    # ... and image 0's masks do not depend on the batch size
+    one = shared_local_windows(1, (9, 8), 4, 3, 0.8, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(one.mask[0], win.mask[0]) and torch.equal(one.origins, win.origins[:1])
+
+
+def test_shared_windows_refuse_impossible_geometry():
+    with pytest.raises(SarjepaError, match="num_window 3 exceeds the 2 distinct"):
+        shared_local_windows(1, (4, 4), window_size=3, num_window=3)
+    with pytest.raises(SarjepaError, match="masks 0 of the 9"):
+        shared_local_windows(1, (4, 4), window_size=3, num_window=1, mask_ratio=0.1)
+
+
+# ---------------------------------------------------------------------------------- loss
+def test_loss_equals_a_naive_reference_built_from_window_crops():
+    """Each window is re-run as a small image of its own pixels; the target is computed by hand
+    (float64 per-patch normalisation, unbiased variance, eps 1e-6)."""
+    method = _lomar().eval()
+    images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(2))
+    loss, _ = method(images, torch.Generator().manual_seed(4))
+    win = method.draw_windows(3, (4, 4), torch.Generator().manual_seed(4))
+    enc, ws, p = method.encoder, 3, 16
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for b in range(3):
+            for k in range(2):
+                top, left = (int(v) for v in win.origins[b, k])
+                crop = images[b : b + 1, :, top * p : (top + ws) * p, left * p : (left + ws) * p]
+                tok = enc.patch_embed(crop)  # (1, 9, D)
+                m = win.mask[b, k]
+                tok = torch.where(m[None, :, None], method.mask_token, tok)
+                pred = method.encoder_pred(enc.forward_blocks(tok, grid=(ws, ws)))[0, 1:]
+                for j in range(ws * ws):
+                    if not m[j]:
+                        continue
+                    r, c = divmod(j, ws)
+                    pix = crop[0, 0, r * p : (r + 1) * p, c * p : (c + 1) * p].double().flatten()
+                    tgt = (pix - pix.mean()) / (pix.var(unbiased=True) + 1e-6).sqrt()
+                    total += float(((pred[j].double() - tgt) ** 2).mean())
+                    count += 1
+    assert count == 3 * 2 * int(9 * 0.8)
+    assert float(loss.detach()) == pytest.approx(total / count, rel=1e-5)
+
+
+def test_masked_patches_do_not_leak_and_mask_token_learns():
+    method = _lomar(**{"MASK.NUM_WINDOW": 1})
+    images = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(5))
+    win = method.draw_windows(1, (4, 4), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = method.predict(images, win.patch_index, win.mask)
+    for masked, same in ((True, True), (False, False)):
+        j = int((win.mask[0, 0] == masked).nonzero()[0])
+        r, c = divmod(int(win.patch_index[0, 0, j]), 4)
+        other = images.clone()
+        other[..., r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16] = 0.5
+        with torch.no_grad():
+            b = method.predict(other, win.patch_index, win.mask)
+        assert torch.allclose(a, b) is same
+    loss, _ = method(images, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert method.mask_token.grad.abs().sum() > 0 and method.encoder_pred.weight.grad is not None
+    assert method.pos_embed.grad is None  # upstream's table is never used
+
+
+# ---------------------------------------------------------------------------------- keys
+def _upstream_lomar_keys(dim: int, depth: int, heads: int, patch: int, grid: int, chans: int):
+    """models_lomar.MaskedAutoencoderViT state dict (junchen14/LoMaR), written from its code:
+    PatchEmbed conv, CLS, fixed sin-cos pos_embed, iRPE blocks (rpe_on='k', shared head, 50
+    buckets for ratio 1.9 / product), norm, encoder_pred Linear(D -> p*p*C), mask_token."""
+    keys = {
+        "cls_token": (1, 1, dim),
+        "pos_embed": (1, grid * grid + 1, dim),
+        "patch_embed.proj.weight": (dim, chans, patch, patch),
+        "patch_embed.proj.bias": (dim,),
+    }
+    for i in range(depth):
+        b = f"blocks.{i}."
+        keys |= {
+            b + "norm1.weight": (dim,),
+            b + "norm1.bias": (dim,),
+            b + "attn.qkv.weight": (3 * dim, dim),
+            b + "attn.qkv.bias": (3 * dim,),
+            b + "attn.proj.weight": (dim, dim),
+            b + "attn.proj.bias": (dim,),
+            b + "attn.rpe_k.lookup_table_weight": (1, dim // heads, 50),
+            b + "norm2.weight": (dim,),
+            b + "norm2.bias": (dim,),
+            b + "mlp.fc1.weight": (4 * dim, dim),
+            b + "mlp.fc1.bias": (4 * dim,),
+            b + "mlp.fc2.weight": (dim, 4 * dim),
+            b + "mlp.fc2.bias": (dim,),
+        }
+    keys |= {
+        "norm.weight": (dim,),
+        "norm.bias": (dim,),
+        "encoder_pred.weight": (patch * patch * chans, dim),
+        "encoder_pred.bias": (patch * patch * chans,),
+        "mask_token": (1, 1, dim),
+    }
+    return keys
+
+
+def test_checkpoint_keys_and_shapes_are_upstreams():
+    method = _lomar()
+    got = {k: tuple(v.shape) for k, v in method.checkpoint_state_dict().items()}
+    assert got == _upstream_lomar_keys(32, 2, 2, 16, 4, 1)
+    # ViT-B/16 at 224 px, as the released upstream checkpoint
+    from pretrain.config import load_config
+
+    big = build_method(load_config("lomar_vit_b16", ["DEVICE", "cpu"]))
+    got = {k: tuple(v.shape) for k, v in big.checkpoint_state_dict().items()}
+    assert got == _upstream_lomar_keys(768, 12, 12, 16, 14, 1)
+    # the unused table is upstream's sin-cos with a zero CLS row
+    from pretrain.models import sincos_2d
+
+    assert torch.equal(method.pos_embed[0], sincos_2d(32, (4, 4), cls_token=True))
+
+
+@pytest.mark.parametrize(
+    ("extra", "pattern"),
+    [
+        ({"PREDICTOR.DEPTH": 1}, "method 'lomar' has no decoder .* set PREDICTOR.DEPTH 0, got 1"),
+        ({"MODEL.POS_EMBED": "sincos"}, "MODEL.POS_EMBED must be irpe, got 'sincos'"),
+        ({"MASK.NUM_WINDOW": 3}, "num_window 3 exceeds"),
+    ],
+)
+def test_bad_lomar_config_one_line_errors(extra, pattern):
+    with pytest.raises(SarjepaError, match=pattern) as exc:
+        method = build_method(tiny_cfg("lomar_tiny", **{**LOMAR, **extra}))
+        method(torch.rand(1, 1, 64, 64))
+    assert "\n" not in str(exc.value)
+
+
+# ---------------------------------------------------------------------------------- training
+def _log(out):
+    return [json.loads(x) for x in (out / "log.txt").read_text().splitlines()]
+
+
+def test_tiny_run_lowers_loss(chips, tmp_path):
+    opts = {**LOMAR, "TRAIN.EPOCHS": 8, "TRAIN.BATCH_SIZE": 4, "TRAIN.SAVE_FREQ": 0}
+    train(tiny_cfg("lomar_tiny", data=chips, out=tmp_path / "run", **{**opts, "TRAIN.BLR": 0.05}))
+    losses = [r["loss"] for r in _log(tmp_path / "run")]
+    assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-2:]) / 2 < 0.9 * sum(losses[:2]) / 2, losses
+
+
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(chips, tmp_path):
+    opts = {**LOMAR, "TRAIN.EPOCHS": 4}
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(tiny_cfg("lomar_tiny", data=chips, out=full, **opts))
+    # a 4-epoch run "killed" after epoch 1: only checkpoint-0 and -1 survive, then resumed
+    train(tiny_cfg("lomar_tiny", data=chips, out=part, **opts))
+    for epoch in (2, 3):
+        ck.sidecar_path(ck.checkpoint_path(part, epoch)).unlink()
+        ck.checkpoint_path(part, epoch).unlink()
+    summary = train(tiny_cfg("lomar_tiny", data=chips, out=part, **opts), resume="auto")
+    assert summary["epochs_run"] == 2
+    a = torch.load(full / "checkpoint-3.pth", weights_only=True)
+    b = torch.load(part / "checkpoint-3.pth", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for idx, state in a["optimizer"]["state"].items():
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(state[k], b["optimizer"]["state"][idx][k])
+    assert [r["loss"] for r in _log(part)] == [r["loss"] for r in _log(full)]
+    assert ck.read_sidecar(b_path := part / "checkpoint-3.pth")["method"] == "lomar"
+    assert ck.read_sidecar(b_path)["method_details"]["masking"]["window_positions"] == (
+        "shared by the batch"
+    )
+
+
+def test_checkpoint_feeds_sarjepa_features(chips, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_cfg("lomar_tiny", data=chips, out=out, **{**LOMAR, "TRAIN.EPOCHS": 1}))
+    ckpt = out / "checkpoint-0.pth"
+    x = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = (x * 255).round() / 255
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
+    npz = tmp_path / "f.npz"
+    argv = ["features", "--weights", str(ckpt), "--images", str(folder), "--out", str(npz)]
+    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(64, 64)", "RUN.PROGRESS", "False"]
+    assert main(argv) == 0
+    method = build_method(tiny_cfg("lomar_tiny", **LOMAR))
+    method.load_checkpoint_state_dict(torch.load(ckpt, weights_only=True)["model"])
+    with torch.no_grad():
+        want = method.encoder.eval().forward_features(x)[:, 0]  # CLS after the final norm
+    with np.load(npz) as z:
+        np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- rename
+def test_checkpoints_named_lomar_before_the_rename_still_load_and_resume(chips, tmp_path):
+    """A run of today's sarjepa_pixel whose sidecar and args say 'lomar' (the old name)."""
+    out = tmp_path / "old"
+    opts = {"TRAIN.EPOCHS": 1}
+    train(tiny_cfg("sarjepa_pixel_tiny", data=chips, out=out, **opts))
+    path = ck.checkpoint_path(out, 0)
+    state = torch.load(path, weights_only=True)
+    state["args"]["method"] = "lomar"
+    torch.save(state, path)
+    side = json.loads(ck.sidecar_path(path).read_text())
+    side["method"] = side["method_details"]["method"] = "lomar"
+    ck.sidecar_path(path).write_text(json.dumps(side))
+    lines: list[str] = []
+    enc = load_encoder(path, log=lines.append)
+    assert enc.format == "sarjepa" and enc.meta["method"] == "lomar"
+    assert enc.arch["pos_embed"] == "irpe" and not enc.unexpected
+    # resuming it under the new name continues; under upstream LoMaR it is refused by name
+    summary = train(
+        tiny_cfg("sarjepa_pixel_tiny", data=chips, out=out, **{"TRAIN.EPOCHS": 2}), resume="auto"
+    )
+    assert summary["epochs_run"] == 1
+    with pytest.raises(SarjepaError, match="trained with method 'sarjepa_pixel'"):
+        train(
+            tiny_cfg("lomar_tiny", data=chips, out=tmp_path / "x", **{**LOMAR, **opts}),
+            resume=str(path),
+        )
