@@ -3,7 +3,7 @@
 ``install_into_dassl()`` does what the SAR-JEPA authors did by editing Dassl's files, without
 editing them:
 
-- registers ``MSTAR_SOC``, ``New_FUSAR``, ``SAR_ACD`` and ``SARFolder`` (this package's readers,
+- registers ``MSTAR_SOC``, ``New_FUSAR``, ``SAR_ACD`` and ``SARFolder`` (this harness's readers,
   with sorted walks, seed-0 seeding and a JSON split cache) in Dassl's ``DATASET_REGISTRY``;
 - replaces Dassl's ``read_image`` with :func:`dassl_patches.io.read_image_gray` and its
   ``build_transform`` with :func:`dassl_patches.transforms.build_transform` (single channel);
@@ -12,7 +12,7 @@ and ``add_sarjepa_keys(cfg)`` adds this harness's extra config keys (``RUN.*``,
 ``INPUT.CROP_SIZE``, ``DATASET.IGNORE_CLASSES``, ...) to a Dassl config, as Dassl's
 ``extend_cfg`` would. Typical use in a Dassl ``train.py``::
 
-    from dassl_patches.bridge import add_sarjepa_keys, install_into_dassl
+    from benchmark.dassl_bridge import add_sarjepa_keys, install_into_dassl
     install_into_dassl()
     cfg = get_cfg_default(); add_sarjepa_keys(cfg); ...
 """
@@ -22,14 +22,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from yacs.config import CfgNode as CN
+
+from benchmark.config import get_cfg_default
 from benchmark.core.errors import SarjepaError
+from benchmark.datasets import DATASET_REGISTRY
+from dassl_patches.io import read_image_gray
+from dassl_patches.transforms import build_transform
 
 
 def add_sarjepa_keys(cfg: Any) -> Any:
     """Add every key of this harness's defaults that ``cfg`` (a Dassl config) lacks; returns cfg."""
-    from yacs.config import CfgNode as CN
-
-    from benchmark.config import get_cfg_default
 
     def merge(dst: CN, src: CN) -> None:
         for key, value in src.items():
@@ -62,9 +65,6 @@ def install_into_dassl(overwrite: bool = False) -> list[str]:
         tfms = importlib.import_module("dassl.data.transforms")
     except ImportError as exc:
         raise SarjepaError(f"Dassl is not importable here ({exc})") from None
-    from benchmark.datasets import DATASET_REGISTRY
-    from dassl_patches.io import read_image_gray
-    from dassl_patches.transforms import build_transform
 
     def read_image(path: str):
         return read_image_gray(path)
