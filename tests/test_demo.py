@@ -44,6 +44,7 @@ def test_bundled_demo_config_is_complete() -> None:
     assert set(conf["grid"]["protocols"]) == {"linear", "finetune"}
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     cfg = _tiny_demo_config(tmp_path)
     out = tmp_path / "demo"

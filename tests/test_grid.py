@@ -126,6 +126,7 @@ def test_cli_grid_writes_tables(
                  str(data_root), "--out", str(out)]) == 2  # fmt: skip
 
 
+@pytest.mark.slow
 def test_submitit_local_executor(tmp_path: Path, data_root: Path):
     spec = _spec(data_root, {"random": "none"}, protocols=["linear"], seeds=[0])
     counts = run_grid(spec, tmp_path / "run", executor="submitit-local", log=_quiet)
@@ -139,6 +140,7 @@ def _grid_cmd(root: Path, out: Path, weights: Path) -> list[str]:
             *tiny_overrides(**{"OPTIM.MAX_EPOCH": 2})]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_rerun_gives_the_same_summary(
     tmp_path: Path, data_root: Path, weights: Path
 ):
@@ -161,6 +163,7 @@ def test_sigkill_midway_then_rerun_gives_the_same_summary(
     assert len(list(out.rglob("result.json"))) == 16
 
 
+@pytest.mark.slow
 def test_local_worker_processes_give_the_same_results(tmp_path: Path, data_root: Path):
     spec = _spec(data_root, {"random": "none"}, protocols=["linear"])
     one, two = tmp_path / "one", tmp_path / "two"

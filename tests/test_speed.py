@@ -40,6 +40,7 @@ def fresh_imports_without_optional_packages():
         sys.modules.update(saved)
 
 
+@pytest.mark.slow
 def test_cli_runs_without_optional_packages_and_writes_json(
     tmp_path, capsys, fresh_imports_without_optional_packages
 ):

@@ -163,6 +163,7 @@ def test_chip_sizes(tiny):
             assert Image.open(p).mode == "L"
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_via_cli_other_seed_differs(tiny, tmp_path, capsys):
     out = tmp_path / "again"
     rc = main(
