@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,28 @@ def test_cache_keyed_and_dataset_folder_untouched(tmp_path):
     Path(path).write_text(json.dumps(payload))
     assert build(root_a, 10, 0)[1]["train"] == lists["train"][::-1]
     assert listing_snapshot(root_a) == before
+
+
+def test_cache_key_follows_the_data_of_the_same_folder(tmp_path):
+    """Same folder and spec, one more image: another cache file and the split of the new data.
+
+    Every cached path still exists after the addition, so a key without the data fingerprint
+    would read the old split back without a warning; the other tests change the folder itself.
+    """
+    root, rels = _mstar(tmp_path)
+    opts = ["DATASET.ROOT", str(root), "DATASET.NUM_SHOTS", "5", "SEED", "0"]
+
+    def build(cache: Path):
+        ds = build_dataset(load_cfg(None, "mstar_soc", opts + ["RUN.CACHE_DIR", str(cache)]))
+        return ds.split_info["cache_file"], ds.split_lists()
+
+    old_path, old = build(tmp_path / "cache")
+    first = next(r for r in rels["TRAIN"] if r.split("/")[1] == MSTAR_CLASSES[0])
+    src = root / "MSTAR_SOC" / first
+    shutil.copyfile(src, src.with_name("zz_extra.jpeg"))
+    new_path, new = build(tmp_path / "cache")
+    assert new_path != old_path and Path(old_path).is_file()
+    assert new == build(tmp_path / "fresh_cache")[1] and new != old
 
 
 def test_cache_inside_dataset_folder_refused(tmp_path):
