@@ -175,7 +175,7 @@ def build_encoder(s: Settings) -> nn.Module:
 def _cpu_method(arch: str, img_size: int) -> nn.Module:
     from pretrain.methods import build_method
 
-    return build_method(sarjepa_cfg(arch, img_size)[0])
+    return build_method(sarjepa_cfg(arch, img_size))
 
 
 def clear_caches() -> None:
@@ -243,16 +243,6 @@ def measure_eval(s: Settings) -> list[Result]:
     return rows
 
 
-class _Node(dict):
-    """A dict read by attribute, standing in for a yacs node where yacs is not installed."""
-
-    def __getattr__(self, key: str):
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-
 def mask_geometry(img_size: int) -> tuple[int, int]:
     """``(window side, windows per image)``: the paper's (7, 4) on grids of >= 8 patches; on
     smaller test images windows of ``grid - 1`` (4 origins), at least 2 x 2 patches."""
@@ -263,58 +253,35 @@ def mask_geometry(img_size: int) -> tuple[int, int]:
     return window, min(4, (grid - window + 1) ** 2)
 
 
-def plain_sarjepa_cfg(arch: str, img_size: int) -> _Node:
-    """The keys of ``pretrain/configs/sarjepa_vit_b16.yaml`` that build the method, without yacs.
-
-    ``tests/test_speed.py`` checks them against the yacs config, so the two cannot drift apart.
-    """
-    n = _Node
-    window, num_window = mask_geometry(img_size)
-    return n(
-        METHOD=n(NAME="sarjepa"),
-        MODEL=n(
-            ARCH=f"vit_{arch}_patch16",
-            EMBED_DIM=0,
-            DEPTH=0,
-            NUM_HEADS=0,
-            PATCH_SIZE=0,
-            MLP_RATIO=0.0,
-            IN_CHANS=1,
-            POS_EMBED="irpe",
-            CLASS_TOKEN=True,
-            DROP_PATH=0.0,
-        ),
-        PREDICTOR=n(EMBED_DIM=512, DEPTH=8, NUM_HEADS=16, MLP_RATIO=4.0),
-        MASK=n(WINDOW_SIZE=window, NUM_WINDOW=num_window, RATIO=0.8),
-        TARGET=n(NAME="gf", OPTIONS=n(SCALES=[5, 9, 13, 17])),
-        INPUT=n(SIZE=img_size),
-        TRAIN=n(BETAS=(0.9, 0.95), WEIGHT_DECAY=0.05),
-    )
+RECIPE = "sarjepa_vit_b16"  # the bundled pretraining config the pretrain step is built from
 
 
 def sarjepa_cfg(arch: str, img_size: int):
-    """``(cfg, source)``: the bundled yacs recipe with ``arch`` / size, or the plain stand-in."""
-    try:
-        from pretrain.config import load_config
-    except ImportError:  # yacs missing (e.g. a bare GPU image)
-        return plain_sarjepa_cfg(arch, img_size), "built-in copy of sarjepa_vit_b16 (no yacs)"
+    """The bundled SAR-JEPA recipe (:data:`RECIPE`) with ``arch``, ``img_size`` and windows that
+    fit the grid (:func:`mask_geometry`), loaded by :func:`pretrain.config.load_config`.
+
+    Raises:
+        ImportError: yacs (a dependency) is missing; :func:`measure_pretrain` reports the row as
+            skipped then, the other measurements need no yacs.
+    """
+    from pretrain.config import load_config
+
     opts = ["MODEL.ARCH", f"vit_{arch}_patch16", "INPUT.SIZE", str(img_size)]
     window, num_window = mask_geometry(img_size)
     opts += ["MASK.WINDOW_SIZE", str(window), "MASK.NUM_WINDOW", str(num_window)]
-    return load_config("sarjepa_vit_b16", opts), "sarjepa_vit_b16.yaml"
+    return load_config(RECIPE, opts)
 
 
 def _pretrain_setup(s: Settings, ours: bool, compiled: bool = False):
     def setup():
-        from timm.optim import param_groups_weight_decay
+        from pretrain.train import param_groups
 
-        cfg, _ = sarjepa_cfg(s.arch, s.img_size)
+        cfg = sarjepa_cfg(s.arch, s.img_size)
         method = copy.deepcopy(_cpu_method(s.arch, s.img_size)).to(s.device).train()
         if not ours:
             set_reference_attention(method)
             method.target = conv_gf_target
-        skip = tuple(sorted(method.no_weight_decay()))
-        groups = param_groups_weight_decay(method, cfg.TRAIN.WEIGHT_DECAY, skip)
+        groups = param_groups(method, cfg.TRAIN.WEIGHT_DECAY, bool(cfg.TRAIN.DECAY_TOKENS))
         fused = {"fused": True} if ours and s.device.type == "cuda" else {}
         opt = torch.optim.AdamW(groups, lr=1e-4, betas=tuple(cfg.TRAIN.BETAS), **fused)
         fwd = torch.compile(method) if compiled else method
@@ -341,12 +308,12 @@ def measure_pretrain(s: Settings) -> list[Result]:
 
         if "sarjepa" not in method_names():
             raise ImportError("method 'sarjepa' is not registered")
-        _, source = sarjepa_cfg(s.arch, s.img_size)
+        sarjepa_cfg(s.arch, s.img_size)
     except ImportError as exc:
         return [Result(f"pretrain b{b}", b, Timing(error=f"skipped: {one_line(exc)}"))]
     ref = time_variant(_pretrain_setup(s, False), b, s)
     rows = [Result(f"pretrain b{b}", b, time_variant(_pretrain_setup(s, True), b, s), ref)]
-    rows[0].extra["config"] = source
+    rows[0].extra["config"] = f"{RECIPE}.yaml"
     if s.compile:
         comp = time_variant(_pretrain_setup(s, True, True), b, s, max(s.warmup, 2))
         rows.append(Result(f"pretrain b{b} compiled", b, comp, ref))
