@@ -17,10 +17,5 @@ from benchmark.core.registry import Registry
 TRAINER_REGISTRY: Registry[Any] = Registry("trainer")
 
 
-def build_trainer_class(name: str) -> Any:
-    """The trainer class registered under ``name`` (one-line error with a suggestion if unknown)."""
-    return TRAINER_REGISTRY.get(name)
-
-
 # register the built-in trainers (imported for their side effect)
 from benchmark.trainers import mim_finetune, mim_linear  # noqa: E402, F401
