@@ -3,8 +3,10 @@
 A run's config is built like Dassl's ``train.py``: defaults <- ``--dataset-config-file`` <-
 ``--config-file`` (trainer) <- command-line arguments (``--root``, ``--seed`` ...) <- trailing
 ``KEY VALUE`` overrides, then frozen. Keys not in the defaults are errors (with a suggestion of the
-closest existing key). Only the Dassl keys this harness reads are kept (domain-adaptation and
-semi-supervised trainer nodes are dropped); keys of our own are marked "ours".
+closest existing key). Dassl's domain-adaptation and semi-supervised trainer nodes are dropped;
+the few remaining Dassl keys that nothing here reads are listed in :data:`UNUSED_DASSL_KEYS` and
+refused at any value but their default, except the deliberately inert :data:`INERT_KEYS`. Keys of
+our own are marked "ours".
 
 Other modules may add keys of their own, as Dassl's ``extend_cfg`` does, with
 :func:`register_cfg_extension` (called at import time, before :func:`get_cfg_default`).
@@ -136,6 +138,53 @@ _C.RUN.AMP = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
 _C.RUN.STRICT_SHOTS = False  # a class with fewer than NUM_SHOTS training images is an error
 _C.RUN.PROGRESS = True
 
+# Dassl keys that are accepted (a Dassl config file loads) but read by nothing in sarjepa: they
+# drive Dassl features this harness does not have. Any value but the default is refused, so a
+# setting never silently does nothing. ``tests/test_config_keys.py`` checks that every other key
+# has a reader.
+UNUSED_DASSL_KEYS: tuple[str, ...] = (
+    "RESUME",  # a cell is re-run from the start, never resumed from a trainer checkpoint
+    "DATASET.SOURCE_DOMAINS",  # domain adaptation
+    "DATASET.TARGET_DOMAINS",
+    "DATASET.VAL_PERCENT",  # semi-supervised splits
+    "DATALOADER.K_TRANSFORMS",  # several augmented views per image
+    "DATALOADER.RETURN_IMG0",
+    "DATALOADER.TRAIN_X.N_DOMAIN",  # domain-balanced samplers
+    "DATALOADER.TRAIN_X.N_INS",
+    "DATALOADER.TEST.SAMPLER",  # the test loader is always sequential
+    "MODEL.BACKBONE.PRETRAINED",  # weights come from MODEL.INIT_WEIGHTS only
+    "MODEL.HEAD.NAME",  # the head is the trainer's linear layer
+    "OPTIM.RMSPROP_ALPHA",  # no rmsprop optimiser
+    "OPTIM.STAGED_LR",  # one learning rate for all trained parameters
+    "OPTIM.NEW_LAYERS",
+    "OPTIM.BASE_LR_MULT",
+    "TRAIN.CHECKPOINT_FREQ",  # trainers write no checkpoints
+    "TRAIN.COUNT_ITER",  # iterations are counted on train_x, the only training loader
+    "TEST.EVALUATOR",  # Classification is the only evaluator
+    "TEST.COMPUTE_CMAT",  # no confusion-matrix file
+)
+
+# Keys with no effect on purpose: any value is accepted. Keep this short; each needs a reason.
+INERT_KEYS: dict[str, str] = {
+    "VERSION": "a tag of the config schema; Dassl itself reads nothing from it",
+    "VERBOSE": "in Dassl it only prints dataset and model summaries; our logs are fixed",
+}
+
+
+def _check_unused(key: str, value: Any, source: str) -> None:
+    """Refuse a non-default value of a key in :data:`UNUSED_DASSL_KEYS` (one line)."""
+    if key not in UNUSED_DASSL_KEYS:
+        return
+    node: Any = _C
+    for part in key.split("."):
+        node = node[part]
+    if value != node:
+        raise SarjepaError(
+            f"{source}: config key '{key}' is accepted for Dassl compatibility but has no effect "
+            f"in sarjepa; remove it or leave it at its default {node!r} (got {value!r})"
+        )
+
+
 _EXTENSIONS: list[Callable[[CN], None]] = []
 
 
@@ -250,7 +299,9 @@ def _merge_pairs(cfg: CN, pairs: Iterable[tuple[str, Any]], source: str) -> None
         default = node[parts[-1]]
         if isinstance(default, CN):
             raise SarjepaError(f"{source}: '{key}' is a group of keys, not a value")
-        node[parts[-1]] = _coerce(_decode(raw), default, key, source)
+        value = _coerce(_decode(raw), default, key, source)
+        _check_unused(key, value, source)
+        node[parts[-1]] = value
 
 
 def _decode(value: Any) -> Any:
