@@ -201,7 +201,7 @@ def third_party_imports(modules: list[str]) -> list[str]:
     return sorted(names | {name.rpartition(".")[0] for name in names if "." in name})
 
 
-@pytest.mark.slow  # ~5 s on 2 idle cores: the fresh interpreter pre-loads torch, timm, ...
+@pytest.mark.slow  # 8-9 s on 2 cores: the fresh interpreter pre-loads torch, timm, ...
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_every_module_imports_on_its_own():
     """``import X`` alone works for every module X, each in a process that imported no other."""
