@@ -31,7 +31,13 @@ from pathlib import Path
 from benchmark.core.errors import SarjepaError
 from benchmark.core.io import atomic_write_json
 
-PROTOCOLS = {"finetune": "MIM_finetune", "linear": "MIM_linear"}
+PROTOCOLS = {
+    "finetune": "MIM_finetune",
+    "linear": "MIM_linear",
+    "knn": "MIM_knn",
+    "logreg": "MIM_logreg",
+}
+DEFAULT_PROTOCOLS = ("finetune", "linear")  # the paper's grid; knn / logreg on request
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
 DEFAULT_SHOTS = (10, 20, 40)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -44,7 +50,8 @@ class GridSpec:
     ``trainer_config`` is a config name under ``benchmark/configs/trainers/<TRAINER>/`` (e.g.
     ``vit_b16``) or a path to a YAML file used for every protocol. ``overrides`` are trailing
     ``KEY VALUE`` config overrides applied to every cell; ``protocol_overrides`` maps a
-    protocol (``linear`` / ``finetune``) to overrides applied after them to its cells only.
+    protocol (``finetune``, ``linear``, ``knn``, ``logreg``) to overrides applied after them to
+    its cells only.
     """
 
     methods: dict[str, str]
@@ -52,7 +59,7 @@ class GridSpec:
     root: str
     shots: list[int] = field(default_factory=lambda: list(DEFAULT_SHOTS))
     seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
-    protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
+    protocols: list[str] = field(default_factory=lambda: list(DEFAULT_PROTOCOLS))
     trainer_config: str = "vit_b16"
     overrides: list[str] = field(default_factory=list)
     protocol_overrides: dict[str, list[str]] = field(default_factory=dict)

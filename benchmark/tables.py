@@ -40,7 +40,12 @@ import numpy as np
 from benchmark.core.errors import SarjepaError
 from benchmark.core.io import atomic_write_text
 
-PROTOCOL_OF_TRAINER = {"MIM_linear": "linear", "MIM_finetune": "finetune"}
+PROTOCOL_OF_TRAINER = {
+    "MIM_linear": "linear",
+    "MIM_finetune": "finetune",
+    "MIM_knn": "knn",
+    "MIM_logreg": "logreg",
+}
 RUN_FIELDS = [
     "method",
     "dataset",

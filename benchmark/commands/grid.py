@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", nargs="+", help="e.g. MSTAR_SOC New_FUSAR SAR_ACD")
     p.add_argument("--shots", nargs="+", type=int, help="default: 10 20 40")
     p.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 3 4")
-    p.add_argument("--protocols", nargs="+", help="finetune and/or linear (default: both)")
+    p.add_argument(
+        "--protocols",
+        nargs="+",
+        help="any of finetune linear knn logreg (default: finetune linear)",
+    )
     p.add_argument("--root", help="folder holding the dataset folders")
     p.add_argument(
         "--trainer-config",

@@ -117,13 +117,17 @@ class TrainerBase:
         self.backbone = Backbone(self.weights.encoder)
         self.build_model()
         self.model.to(device)
-        self.optim = build_optimizer(self.trainable_parameters(), cfg.OPTIM)
-        self.lrs = lr_per_epoch(cfg.OPTIM)
+        if self.gradient_trained:
+            self.optim = build_optimizer(self.trainable_parameters(), cfg.OPTIM)
+            self.lrs = lr_per_epoch(cfg.OPTIM)
         n_train = sum(p.numel() for p in self.trainable_parameters())
         log(f"# trainable params: {n_train:,}")
 
     # ----------------------------------------------------------------- subclass interface
     model: nn.Module
+    #: False for trainers fitted in closed form or by a solver (the probes): no optimiser,
+    #: no ``OPTIM`` schedule; they override :meth:`train` and :meth:`test`.
+    gradient_trained: bool = True
 
     def build_model(self) -> None:
         """Create ``self.model`` (backbone + head) and freeze what does not train."""

@@ -1,0 +1,167 @@
+"""Feature probes MIM_knn / MIM_logreg: votes and C search against naive references, cells, grid."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _bench_run_helpers import make_easy_mstar, save_sarjepa, tiny_cfg, tiny_overrides, tiny_vit
+
+from benchmark.core.errors import SarjepaError
+from benchmark.grid import GridSpec, run_grid, write_outputs
+from benchmark.trainers import TRAINER_REGISTRY
+from benchmark.trainers.probes import choose_c, knn_scores, standardise
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _naive_knn(train, labels, test, num_classes, k, t):
+    """Loop version: sort every training item by cosine similarity, sum exp(s/T) of the top k."""
+    out = np.zeros((len(test), num_classes))
+    for i, q in enumerate(test):
+        sims = [float(np.dot(q, x) / (np.linalg.norm(q) * np.linalg.norm(x))) for x in train]
+        order = sorted(range(len(train)), key=lambda j: -sims[j])[:k]
+        for j in order:
+            out[i, labels[j]] += math.exp(sims[j] / t)
+    return out
+
+
+def test_knn_votes_equal_a_naive_loop():
+    g = np.random.default_rng(0)
+    train, test = g.normal(size=(23, 5)), g.normal(size=(7, 5))
+    labels = g.integers(0, 4, 23)
+    for k, t in ((1, 0.07), (5, 0.5), (50, 1.0)):  # k = 50 > N: capped at 23
+        got = knn_scores(
+            torch.tensor(train), torch.tensor(labels), torch.tensor(test), 4, k, t
+        ).numpy()
+        want = _naive_knn(train, labels, test, 4, min(k, 23), t)
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_knn_hand_case_and_bad_settings():
+    # two training points on the axes; a query at 30 deg from the first: cos 0.866 vs 0.5
+    train = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    q = torch.tensor([[math.cos(math.pi / 6), math.sin(math.pi / 6)]])
+    v = knn_scores(train, torch.tensor([1, 0]), q, 2, 2, 0.5)
+    assert v[0, 1].item() == pytest.approx(math.exp(math.cos(math.pi / 6) / 0.5))
+    assert v[0, 0].item() == pytest.approx(math.exp(0.5 / 0.5))
+    with pytest.raises(SarjepaError, match="TRAINER.KNN.K"):
+        knn_scores(train, torch.tensor([1, 0]), q, 2, 0, 0.5)
+
+
+def test_standardise_uses_training_statistics_only():
+    tr = np.array([[1.0, 5.0], [3.0, 5.0]])
+    te = np.array([[2.0, 7.0]])
+    a, b = standardise(tr, te)
+    np.testing.assert_allclose(a, [[-1.0, 0.0], [1.0, 0.0]])  # constant dim: centred only
+    np.testing.assert_allclose(b, [[0.0, 2.0]])
+
+
+def test_c_search_picks_the_best_val_accuracy_and_refines_in_log_space():
+    from sklearn.linear_model import LogisticRegression
+
+    g = np.random.default_rng(1)
+    centres = g.normal(size=(3, 8)) * 0.6
+
+    def sample(n):
+        y = np.repeat(np.arange(3), n)
+        return centres[y] + g.normal(size=(len(y), 8)), y
+
+    train, val = sample(4), sample(30)
+    grid = [1e-4, 1e-2, 1.0, 1e2]
+    best, tried = choose_c(train, val, grid, refine_steps=2, max_iter=500)
+    accs = dict(tried)
+    # naive: every C tried gets the accuracy of a fresh fit on train
+    for c, a in tried:
+        clf = LogisticRegression(C=c, max_iter=500, random_state=0).fit(*train)
+        assert a == pytest.approx(100 * (clf.predict(val[0]) == val[1]).mean())
+    first = min(grid, key=lambda c: (-accs[c], c))  # best of the grid, smaller C on ties
+    assert accs[best] >= accs[first] and accs[best] == max(accs.values())
+    # refinement candidates are the peak times 10^(+-1), then 10^(+-1/2) around the new peak
+    assert {first * 10.0, first / 10.0} <= set(accs)
+    assert len(tried) <= len(grid) + 4
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_easy_mstar(root, n_train=10, n_test=3)
+    ckpt = save_sarjepa(tiny_vit(seed=3), tmp_path_factory.mktemp("ckpt") / "checkpoint-3.pth")
+    return root, ckpt
+
+
+@pytest.mark.parametrize("trainer", ["MIM_knn", "MIM_logreg"])
+def test_probe_cells_use_the_cached_features_of_the_linear_probe(data, tmp_path, trainer):
+    root, ckpt = data
+    cache = tmp_path / "cache"
+    runs = []
+    for name in ("linear", trainer, trainer):
+        cfg = tiny_cfg(
+            root,
+            tmp_path / name,
+            cache,
+            name if name != "linear" else "MIM_linear",
+            MODEL__INIT_WEIGHTS=str(ckpt),
+            DATASET__NUM_SHOTS=5,
+        )
+        tr = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(
+            cfg, _dataset(cfg), torch.device("cpu"), log=lambda _m: None
+        )
+        runs.append(tr)
+        tr.train()
+        metrics = tr.test()
+        assert 0 <= metrics["accuracy"] <= 100
+        assert metrics["total"] == 30
+    lin, first, second = runs
+    assert not hasattr(first, "optim")  # no optimiser, no schedule
+    assert first.store is not None and first.store.key == lin.store.key  # one cache per checkpoint
+    # deterministic: the second run (features from disk) gives the same scores
+    feats = first._features(first.dataset.test, "t")
+    assert torch.equal(first.scores(feats), second.scores(feats))
+    # the easy set is separable: a probe on the tiny ViT's features beats chance (10%) by far
+    assert metrics["accuracy"] > 30
+
+
+def _dataset(cfg):
+    from benchmark.datasets import build_dataset
+
+    return build_dataset(cfg)
+
+
+def test_bad_probe_settings_are_one_line_errors(data, tmp_path):
+    root, ckpt = data
+    cfg = tiny_cfg(
+        root, tmp_path / "o", tmp_path / "c", "MIM_logreg", TRAINER__LOGREG__C_GRID="[0.0]"
+    )
+    tr = TRAINER_REGISTRY.get("MIM_logreg")(cfg, _dataset(cfg), torch.device("cpu"), log=print)
+    with pytest.raises(SarjepaError, match="C_GRID"):
+        tr.train()
+    cfg = tiny_cfg(
+        root, tmp_path / "o2", tmp_path / "c", "MIM_knn", INPUT__TRANSFORMS="['random_flip']"
+    )
+    with pytest.raises(SarjepaError, match="fixed features"):
+        TRAINER_REGISTRY.get("MIM_knn")(cfg, _dataset(cfg), torch.device("cpu"), log=print)
+
+
+def test_grid_with_probe_protocols_writes_tables(data, tmp_path: Path):
+    root, ckpt = data
+    spec = GridSpec(
+        methods={"ours": str(ckpt), "random": "none"},
+        datasets=["MSTAR_SOC"],
+        root=str(root),
+        shots=[3],
+        seeds=[0, 1],
+        protocols=["knn", "logreg"],
+        trainer_config="vit_b16",
+        overrides=tiny_overrides(),
+    )
+    counts = run_grid(spec, tmp_path / "run", log=lambda _m: None)
+    assert counts["failed"] == 0 and counts["done"] == 8
+    res = write_outputs(tmp_path / "run", reference="random")
+    assert "knn" in res["markdown"] and "logreg" in res["markdown"]
+    result = next((tmp_path / "run").rglob("MIM_logreg/**/result.json"))
+    assert "logreg_c" in json.loads(result.read_text())["provenance"]
