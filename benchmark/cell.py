@@ -215,6 +215,7 @@ def run(cfg: Any) -> dict[str, Any]:
             "amp": amp,
             "num_train": len(dataset.train_x),
             "num_test": len(dataset.test),
+            "num_classes": int(dataset.num_classes),
             "wall_time_s": round(wall, 3),
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),

@@ -350,13 +350,15 @@ def run_grid(
     return counts
 
 
-def write_outputs(run_dir: str | Path, reference: str | None = None) -> dict:
+def write_outputs(run_dir: str | Path, reference: str | list[str] | None = None) -> dict:
     """Write a grid's tables and accuracy-vs-shots plot; returns :func:`write_tables`' result."""
     from benchmark.plots import plot_accuracy_vs_shots
-    from benchmark.tables import write_tables
+    from benchmark.tables import chance_levels, write_tables
 
     res = write_tables(run_dir, reference=reference)
-    res["files"] += plot_accuracy_vs_shots(res["summary"], Path(run_dir) / "accuracy_vs_shots")
+    res["files"] += plot_accuracy_vs_shots(
+        res["summary"], Path(run_dir) / "accuracy_vs_shots", chance=chance_levels(res["runs"])
+    )
     return res
 
 

@@ -30,12 +30,17 @@ def _save(fig, stem: Path) -> list[str]:
     return [str(png), str(pdf)]
 
 
-def plot_accuracy_vs_shots(summary: list[dict[str, object]], stem: str | Path) -> list[str]:
+def plot_accuracy_vs_shots(
+    summary: list[dict[str, object]],
+    stem: str | Path,
+    chance: dict[str, float] | None = None,
+) -> list[str]:
     """One panel per (dataset, protocol): mean accuracy vs shots per method, with ±std bands.
 
     Args:
         summary: rows of :func:`benchmark.tables.summarise`.
         stem: output path without suffix; ``.png`` and ``.pdf`` are written.
+        chance: accuracy (%) of guessing per dataset (100 / classes), drawn as a dashed line.
 
     Returns:
         The written file paths.
@@ -70,6 +75,8 @@ def plot_accuracy_vs_shots(summary: list[dict[str, object]], stem: str | Path) -
             sd = np.array([float(s["accuracy_std"]) for s in rows])
             ax.plot(k, mu, marker="o", color=colors[m], label=m)
             ax.fill_between(k, mu - sd, mu + sd, color=colors[m], alpha=0.2, linewidth=0)
+        if chance and dataset in chance:
+            ax.axhline(chance[dataset], color="0.4", linestyle="--", linewidth=1, label="chance")
         ax.set_title(f"{dataset} - {protocol}")
         ax.set_xlabel("shots per class")
         ax.set_ylabel("accuracy (%)")
@@ -79,11 +86,12 @@ def plot_accuracy_vs_shots(summary: list[dict[str, object]], stem: str | Path) -
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
+    ncol = min(len(labels), 6)
     fig.legend(
         handles,
         labels,
         loc="lower center",
-        ncol=min(len(methods), 5),
+        ncol=ncol,
         frameon=False,
         bbox_to_anchor=(0.5, -0.02),
     )

@@ -32,6 +32,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,6 +60,7 @@ RUN_FIELDS = [
     "split_hash",
     "source",
     "path",
+    "num_classes",
 ]
 _CELL_DIR = re.compile(r"^(?P<method>.+)_(?P<shots>\d+)shots$")
 _SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
@@ -84,6 +86,7 @@ class Run:
     split_hash: str
     source: str
     path: str
+    num_classes: int | None = None
 
 
 def _protocol(trainer: str) -> str:
@@ -139,6 +142,7 @@ def _run_from_result(path: Path, root: Path) -> Run | None:
             split_hash=str(prov.get("split_hash", "")),
             source="sarjepa",
             path=path.parent.relative_to(root).as_posix(),
+            num_classes=None if prov.get("num_classes") is None else int(prov["num_classes"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -199,6 +203,11 @@ def _fmt(x: float | None, nd: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
     return f"{x:.{nd}f}"
+
+
+def chance_levels(runs: list[Run]) -> dict[str, float]:
+    """Accuracy (%) of guessing per dataset, ``100 / classes``, where the runs record classes."""
+    return {r.dataset: 100.0 / r.num_classes for r in runs if r.num_classes}
 
 
 def summarise(runs: list[Run]) -> list[dict[str, object]]:
@@ -327,14 +336,13 @@ def markdown_table(
                 vals.append(txt)
             out.append(f"| {m} | " + " | ".join(vals) + " |")
         out.append("")
-    if comparison:
-        ref = comparison[0]["reference"]
+    for ref in dict.fromkeys(str(c["reference"]) for c in comparison or []):
         out.append(f"### paired comparison against {ref} (accuracy difference, points)\n")
         out.append(
             "| method | dataset | protocol | shots | pairs | diff mean ± std | p (paired t) |"
         )
         out.append("|---|---|---|---|---|---|---|")
-        for c in comparison:
+        for c in (c for c in comparison or [] if c["reference"] == ref):
             p = "–" if c["p_value"] is None else f"{float(c['p_value']):.3g}"
             out.append(
                 f"| {c['method']} | {c['dataset']} | {c['protocol']} | {c['shots']} | "
@@ -411,9 +419,14 @@ COMPARISON_FIELDS = [
 
 
 def write_tables(
-    run_dir: str | Path, out_dir: str | Path | None = None, reference: str | None = None
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    reference: str | Sequence[str] | None = None,
 ) -> dict[str, object]:
     """Collect the runs under ``run_dir`` and write the tables into ``out_dir`` (default run_dir).
+
+    ``reference``: one method or several; every other method is compared with each (paired over
+    seeds), in the order given.
 
     Returns:
         ``{"runs": [...], "summary": [...], "comparison": [...], "markdown": str,
@@ -425,7 +438,8 @@ def write_tables(
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(runs)
-    comparison = compare(runs, reference) if reference else []
+    refs = [reference] if isinstance(reference, str) else list(reference or [])
+    comparison = [row for ref in refs for row in compare(runs, ref)]
     md = markdown_table(summary, comparison)
     files = {
         "runs.csv": _csv_text([asdict(r) for r in runs], RUN_FIELDS),

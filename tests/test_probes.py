@@ -164,4 +164,5 @@ def test_grid_with_probe_protocols_writes_tables(data, tmp_path: Path):
     res = write_outputs(tmp_path / "run", reference="random")
     assert "knn" in res["markdown"] and "logreg" in res["markdown"]
     result = next((tmp_path / "run").rglob("MIM_logreg/**/result.json"))
-    assert "logreg_c" in json.loads(result.read_text())["provenance"]
+    prov = json.loads(result.read_text())["provenance"]
+    assert "logreg_c" in prov and prov["num_classes"] == 10  # the plot's chance line: 10%

@@ -34,7 +34,12 @@ def _write_result(
         "shots": shots,
         "seed": seed,
         "metrics": {"accuracy": acc, "error": 100 - acc, "macro_f1": acc - 1, "total": 100},
-        "provenance": {"wall_time_s": 1.5, "checkpoint_sha256": "ab", "split_hash": "cd"},
+        "provenance": {
+            "wall_time_s": 1.5,
+            "checkpoint_sha256": "ab",
+            "split_hash": "cd",
+            "num_classes": 10,
+        },
     }
     (d / "result.json").write_text(json.dumps(res))
 
@@ -129,6 +134,29 @@ def test_reads_authors_dassl_run_folders(tmp_path: Path) -> None:
         ("vit_b16", "finetune", 10, 2, 89.7),
     ]
     assert runs[0].macro_f1 == 90.5
+
+
+def test_several_references_each_get_their_paired_table(run_dir: Path) -> None:
+    for seed, acc in enumerate([26.0, 30.0, 33.0]):
+        _write_result(run_dir, "pixel", "linear", 10, seed, acc)
+    res = write_tables(run_dir, reference=["random", "pixel"])
+    pairs = {(c["method"], c["reference"], c["shots"]) for c in res["comparison"]}
+    assert ("sarjepa", "pixel", 10) in pairs and ("pixel", "random", 10) in pairs
+    row = next(
+        c for c in res["comparison"] if (c["method"], c["reference"]) == ("sarjepa", "pixel")
+    )
+    assert row["diff_mean"] == pytest.approx((4.0 + 5.0 - 2.0) / 3)  # sarjepa - pixel per seed
+    md = res["markdown"]
+    assert md.index("against random") < md.index("against pixel")
+    assert main(["table", str(run_dir), "--reference", "random", "--reference", "pixel"]) == 0
+
+
+def test_chance_level_comes_from_the_recorded_classes(run_dir: Path) -> None:
+    from benchmark.tables import chance_levels
+
+    runs, _ = collect_runs(run_dir)
+    assert chance_levels(runs) == {"MSTAR_SOC": 10.0}
+    assert all(r.num_classes == 10 for r in runs)
 
 
 def test_cli_table_and_plot(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

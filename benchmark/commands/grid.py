@@ -57,7 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed cell")
     p.add_argument("--force", action="store_true", help="reuse a RUN_DIR holding a different grid")
     p.add_argument(
-        "--reference", default=None, metavar="METHOD", help="paired comparison in the tables"
+        "--reference",
+        action="append",
+        default=None,
+        metavar="METHOD",
+        help="paired comparison in the tables; repeat for several",
     )
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     p.set_defaults(func=run)
@@ -107,7 +111,7 @@ def spec_from_args(args: argparse.Namespace):
     return GridSpec(methods=parse_methods(data["methods"]), **kwargs)
 
 
-def finish(run_dir: Path, reference: str | None) -> None:
+def finish(run_dir: Path, reference: list[str] | str | None) -> None:
     """Write tables and the plot for a run folder and print the Markdown summary."""
     from benchmark.core.errors import SarjepaError
     from benchmark.grid import write_outputs

@@ -31,11 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_plot(args: argparse.Namespace) -> int:
     from benchmark.plots import plot_accuracy_vs_shots
-    from benchmark.tables import collect_runs, summarise
+    from benchmark.tables import chance_levels, collect_runs, summarise
 
     runs, _ = collect_runs(args.run_dir)
     stem = Path(args.out) if args.out else Path(args.run_dir) / "accuracy_vs_shots"
-    files = plot_accuracy_vs_shots(summarise(runs), stem)
+    files = plot_accuracy_vs_shots(summarise(runs), stem, chance=chance_levels(runs))
     print("wrote " + ", ".join(files))
     return 0
 

@@ -18,9 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="where to write the tables (default: RUN_DIR)")
     p.add_argument(
         "--reference",
+        action="append",
         default=None,
         metavar="METHOD",
-        help="add a paired comparison across seeds against this method (comparison.csv)",
+        help="add a paired comparison across seeds against this method (comparison.csv); "
+        "repeat for several",
     )
     p.set_defaults(func=run)
 
