@@ -1,15 +1,23 @@
-"""``sarjepa demo``: synthetic data -> pretraining -> few-shot grid -> tables, on a CPU.
+"""``sarjepa demo``: synthetic data -> pretraining -> few-shot grid -> tables and a verdict.
 
 Everything goes under one output folder (default ``results/demo``)::
 
     OUT/data/                      the synthetic datasets (``sarjepa synth``)
     OUT/pretrain/<method>/         checkpoints, log.txt (``sarjepa pretrain``)
     OUT/grid/                      the few-shot grid (``sarjepa grid``), its tables and plot
-    OUT/summary.csv, summary.md, accuracy_vs_shots.png   copies of the grid's results
+    OUT/summary.csv, summary.md, comparison.csv, accuracy_vs_shots.png   copies of the results
+    OUT/verdict.md                 the paired comparisons the demo is about, significant or not
 
 Each stage is resumable: finished data, checkpoints and cells are reused when the demo is run
-again with the same settings. The reduced settings live in ``benchmark/configs/demo.yaml``, which
-says how they differ from the paper's.
+again with the same settings. Two presets: ``cpu`` (``benchmark/configs/demo.yaml``, a 2-core
+CPU in about 10 minutes) and ``gpu`` (``benchmark/configs/demo_gpu.yaml``, one H100/H200 in
+about 15 minutes); each file says how its settings differ from the paper's.
+
+Demo YAML sections: ``synth`` (scale, seed), ``model`` (``MODEL.*`` shared by every method and
+the random-init baseline), ``pretrain`` (``overrides`` for every method; ``methods``: name ->
+pretraining config name, or ``{config: NAME, overrides: {...}}`` for settings of that method
+only), ``benchmark`` (trainer config, overrides, per-protocol overrides), ``grid`` (datasets,
+shots, seeds, protocols) and optional ``verdict`` (``method``, ``references``, ``alpha``).
 """
 
 from __future__ import annotations
@@ -22,20 +30,51 @@ from pathlib import Path
 import yaml
 
 from benchmark.core.errors import SarjepaError
+from benchmark.core.io import atomic_write_text
 
-DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+PRESETS = {"cpu": CONFIG_DIR / "demo.yaml", "gpu": CONFIG_DIR / "demo_gpu.yaml"}
+DEMO_CONFIG = PRESETS["cpu"]
+SECTIONS = ("synth", "model", "pretrain", "benchmark", "grid")
 
 
-def load_demo_config(path: str | Path | None = None) -> dict:
-    """Read the demo YAML (default: the bundled ``benchmark/configs/demo.yaml``)."""
-    p = Path(path) if path else DEMO_CONFIG
+def load_demo_config(path: str | Path | None = None, preset: str = "cpu") -> dict:
+    """Read a demo YAML: ``path`` if given, else the preset's bundled file."""
+    if path is None and preset not in PRESETS:
+        raise SarjepaError(f"unknown demo preset '{preset}'; known: {', '.join(PRESETS)}")
+    p = Path(path) if path else PRESETS[preset]
     if not p.is_file():
         raise SarjepaError(f"demo config not found: {p}")
     data = yaml.safe_load(p.read_text())
-    for key in ("synth", "model", "pretrain", "benchmark", "grid"):
+    if not isinstance(data, dict):
+        raise SarjepaError(f"demo config {p}: not a mapping")
+    for key in SECTIONS:
         if key not in data:
             raise SarjepaError(f"demo config {p}: missing section '{key}'")
+    method_specs(data, p)
     return data
+
+
+def method_specs(conf: dict, where: str | Path = "demo config") -> dict[str, tuple[str, dict]]:
+    """``pretrain.methods`` as ``name -> (pretraining config name, that method's overrides)``."""
+    out = {}
+    for name, spec in (conf["pretrain"].get("methods") or {}).items():
+        if isinstance(spec, str):
+            spec = {"config": spec}
+        if not isinstance(spec, dict) or "config" not in spec:
+            raise SarjepaError(
+                f"{where}: pretrain.methods.{name} must be a config name or {{config: NAME, "
+                "overrides: {...}}"
+            )
+        unknown = set(spec) - {"config", "overrides"}
+        if unknown:
+            raise SarjepaError(
+                f"{where}: pretrain.methods.{name}: unknown key {sorted(unknown)[0]}"
+            )
+        out[str(name)] = (str(spec["config"]), dict(spec.get("overrides") or {}))
+    if "random" in out:
+        raise SarjepaError(f"{where}: 'random' is the random-init baseline, not a method name")
+    return out
 
 
 def _synth_complete(data: Path, synth: dict) -> bool:
@@ -54,51 +93,34 @@ def _flat(mapping: dict) -> list[str]:
     return [str(x) for kv in mapping.items() for x in kv]
 
 
-def _pretrain_opts(conf: dict, device: str | None) -> list[str]:
-    model = {f"MODEL.{k}": v for k, v in conf["model"].items()}
-    opts = _flat(model) + _flat(conf["pretrain"].get("overrides", {}))
-    if device:
-        opts += ["DEVICE", device]
-    return opts
-
-
 def _backbone_opts(conf: dict) -> list[str]:
     return _flat({f"MODEL.BACKBONE.{k}": v for k, v in conf["model"].items()})
 
 
-def run_demo(
-    out: str | Path = "results/demo",
-    device: str | None = None,
-    config: str | Path | None = None,
-    jobs: int = 1,
-    log=print,
-) -> dict:
-    """Run the demo end to end; returns what :func:`benchmark.grid.write_outputs` returns."""
-    from benchmark.grid import GridSpec, run_grid, write_outputs
+def _synth_stage(conf: dict, data: Path, log) -> None:
     from benchmark.synth.layout import generate
+
+    if _synth_complete(data, conf["synth"]):
+        log(f"[demo 1/3] synthetic data already in {data}")
+        return
+    log(f"[demo 1/3] synthetic SAR data ({conf['synth']['scale']}) -> {data}")
+    generate(data, seed=int(conf["synth"]["seed"]), scale=str(conf["synth"]["scale"]), force=True)
+
+
+def _pretrain_stage(conf: dict, data: Path, out: Path, device: str | None, log) -> dict[str, str]:
+    """Pretrain every method (resuming); returns ``label -> checkpoint`` with ``random: none``."""
     from pretrain.checkpoints import find_latest
     from pretrain.config import load_config
     from pretrain.train import train
 
-    conf = load_demo_config(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-
-    data = out / "data"
-    if _synth_complete(data, conf["synth"]):
-        log(f"[demo 1/3] synthetic data already in {data}")
-    else:
-        log(f"[demo 1/3] synthetic SAR data ({conf['synth']['scale']}) -> {data}")
-        generate(
-            data, seed=int(conf["synth"]["seed"]), scale=str(conf["synth"]["scale"]), force=True
-        )
-
     weights: dict[str, str] = {"random": "none"}
-    for name, cfg_name in conf["pretrain"]["methods"].items():
+    model = {f"MODEL.{k}": v for k, v in conf["model"].items()}
+    common = _flat(model) + _flat(conf["pretrain"].get("overrides") or {})
+    for name, (cfg_name, own) in method_specs(conf).items():
         t1 = time.time()
         pre_out = out / "pretrain" / name
-        cfg = load_config(cfg_name, _pretrain_opts(conf, device))
+        opts = common + _flat(own) + (["DEVICE", device] if device else [])
+        cfg = load_config(cfg_name, opts)
         cfg.DATA_DIR = str(data / "pretrain")
         cfg.OUTPUT_DIR = str(pre_out)
         log(
@@ -116,10 +138,14 @@ def run_demo(
             + (f", final loss {loss:.4f}" if isinstance(loss, float) else "")
             + f" ({time.time() - t1:.0f} s)"
         )
+    return weights
 
-    grid = conf["grid"]
-    bench = conf["benchmark"]
-    spec = GridSpec(
+
+def _grid_spec(conf: dict, weights: dict[str, str], data: Path):
+    from benchmark.grid import GridSpec
+
+    grid, bench = conf["grid"], conf["benchmark"]
+    return GridSpec(
         methods=weights,
         datasets=list(grid["datasets"]),
         root=str(data),
@@ -127,20 +153,78 @@ def run_demo(
         seeds=[int(s) for s in grid["seeds"]],
         protocols=list(grid["protocols"]),
         trainer_config=str(bench["trainer_config"]),
-        overrides=_backbone_opts(conf) + _flat(bench.get("overrides", {})),
+        overrides=_backbone_opts(conf) + _flat(bench.get("overrides") or {}),
         protocol_overrides={
             k: _flat(v or {}) for k, v in (bench.get("protocol_overrides") or {}).items()
         },
     )
+
+
+def verdict(comparison: list[dict], method: str, alpha: float) -> tuple[str, list[dict]]:
+    """The paired comparisons of ``method`` against each reference, as Markdown and rows.
+
+    A row is ``significant`` when ``method`` is ahead (positive mean difference) with a two-sided
+    paired t-test p below ``alpha``.
+    """
+    rows = []
+    for c in comparison:
+        if c["method"] != method:
+            continue
+        p = c["p_value"]
+        ahead = float(c["diff_mean"]) > 0
+        rows.append(dict(c, significant=bool(ahead and p is not None and float(p) < alpha)))
+    lines = [
+        f"### verdict: {method} against each reference (paired over seeds, alpha {alpha})\n",
+        "| reference | dataset | protocol | shots | pairs | difference (points) | p | "
+        f"{method} ahead, p < {alpha} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p = "–" if r["p_value"] is None else f"{float(r['p_value']):.3g}"
+        lines.append(
+            f"| {r['reference']} | {r['dataset']} | {r['protocol']} | {r['shots']} | "
+            f"{r['n_pairs']} | {float(r['diff_mean']):+.1f} ± {float(r['diff_std']):.1f} | {p} | "
+            f"{'yes' if r['significant'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n", rows
+
+
+def run_demo(
+    out: str | Path = "results/demo",
+    device: str | None = None,
+    config: str | Path | None = None,
+    jobs: int = 1,
+    log=print,
+    preset: str = "cpu",
+) -> dict:
+    """Run the demo end to end; returns :func:`benchmark.grid.write_outputs`' result plus
+    ``verdict`` (rows of :func:`verdict`)."""
+    from benchmark.grid import run_grid, write_outputs
+
+    conf = load_demo_config(config, preset)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    data = out / "data"
+    _synth_stage(conf, data, log)
+    weights = _pretrain_stage(conf, data, out, device, log)
+    spec = _grid_spec(conf, weights, data)
     grid_dir = out / "grid"
     log(f"[demo 3/3] few-shot grid -> {grid_dir}")
     counts = run_grid(spec, grid_dir, jobs=jobs, device=device, log=log, force=True)
     if counts["failed"]:
         log(f"warning: {counts['failed']} cells failed; see error.json files under {grid_dir}")
-    res = write_outputs(grid_dir, reference="random")
+    judge = conf.get("verdict") or {}
+    method = str(judge.get("method", "sarjepa"))
+    refs = [r for r in judge.get("references", ["random"]) if r in weights and r != method]
+    res = write_outputs(grid_dir, reference=refs or None)
     for name in ("summary.csv", "summary.md", "comparison.csv", "accuracy_vs_shots.png"):
         if (grid_dir / name).is_file():
             shutil.copyfile(grid_dir / name, out / name)
+    text, rows = verdict(res["comparison"], method, float(judge.get("alpha", 0.05)))
+    atomic_write_text(text, out / "verdict.md")
     log(res["markdown"])
+    log(text)
     log(f"demo finished in {time.time() - t0:.0f} s; results in {out}")
+    res["verdict"] = rows
     return res

@@ -9,7 +9,11 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.demo import DEMO_CONFIG, load_demo_config
+from benchmark.core.errors import SarjepaError
+from benchmark.demo import DEMO_CONFIG, load_demo_config, method_specs, verdict
+
+# methods that are configurations of another (target variants of SAR-JEPA) need no demo row
+RENAMED_OR_VARIANTS = ("sarjepa_hog", "sarjepa_sar_hog", "sarjepa_lowpass", "sarjepa_gauss")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -18,20 +22,11 @@ def _tiny_demo_config(tmp_path: Path) -> Path:
     conf = load_demo_config()
     conf["synth"]["scale"] = "tiny"
     conf["model"] = {"EMBED_DIM": 32, "DEPTH": 1, "NUM_HEADS": 2, "PATCH_SIZE": 16}
-    conf["pretrain"]["overrides"].update(
-        {
-            "TRAIN.EPOCHS": 1,
-            "TRAIN.BATCH_SIZE": 16,
-            "PREDICTOR.EMBED_DIM": 32,
-            "PREDICTOR.DEPTH": 1,
-            "PREDICTOR.NUM_HEADS": 2,
-        }
-    )
-    conf["benchmark"]["protocol_overrides"] = {
-        "linear": {"OPTIM.MAX_EPOCH": 3},
-        "finetune": {"OPTIM.MAX_EPOCH": 1},
-    }
-    conf["grid"].update({"shots": [2], "seeds": [0]})
+    conf["pretrain"]["overrides"].update({"TRAIN.EPOCHS": 1, "TRAIN.BATCH_SIZE": 16})
+    small = {"PREDICTOR.EMBED_DIM": 32, "PREDICTOR.DEPTH": 1, "PREDICTOR.NUM_HEADS": 2}
+    for spec in conf["pretrain"]["methods"].values():
+        spec["overrides"] = {**spec.get("overrides", {}), **small}
+    conf["grid"].update({"shots": [2], "seeds": [0, 1]})
     path = tmp_path / "demo_tiny.yaml"
     path.write_text(yaml.safe_dump(conf))
     return path
@@ -39,9 +34,81 @@ def _tiny_demo_config(tmp_path: Path) -> Path:
 
 def test_bundled_demo_config_is_complete() -> None:
     conf = load_demo_config(DEMO_CONFIG)
-    assert set(conf["pretrain"]["methods"]) == {"sarjepa", "sarjepa_pixel"}
-    assert conf["grid"]["shots"] == [10, 20] and conf["grid"]["seeds"] == [0, 1, 2]
-    assert set(conf["grid"]["protocols"]) == {"linear", "finetune"}
+    assert {"sarjepa", "sarjepa_pixel"} <= set(method_specs(conf))
+    assert conf["synth"]["scale"] == "demo"
+    assert conf["grid"]["shots"] == [10, 20] and conf["grid"]["seeds"] == [0, 1, 2, 3, 4]
+    assert set(conf["grid"]["protocols"]) == {"logreg", "knn"}
+    assert conf["verdict"]["references"] == ["random", "sarjepa_pixel"]
+    # the target ablation holds everything else fixed: same budget, same windows and predictor
+    specs = method_specs(conf)
+    assert specs["sarjepa"][1] == specs["sarjepa_pixel"][1]
+
+
+def test_bad_demo_configs_are_one_line_errors(tmp_path: Path) -> None:
+    conf = load_demo_config()
+    conf["pretrain"]["methods"]["random"] = "sarjepa_tiny"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(conf))
+    with pytest.raises(SarjepaError, match="random-init baseline"):
+        load_demo_config(path)
+    conf["pretrain"]["methods"] = {"x": {"cfg": "sarjepa_tiny"}}
+    path.write_text(yaml.safe_dump(conf))
+    with pytest.raises(SarjepaError, match="pretrain.methods.x"):
+        load_demo_config(path)
+    with pytest.raises(SarjepaError, match="unknown demo preset"):
+        load_demo_config(preset="tpu")
+
+
+def test_verdict_marks_only_significant_leads() -> None:
+    rows = [
+        {
+            "method": "sarjepa",
+            "reference": "random",
+            "dataset": "D",
+            "protocol": "logreg",
+            "shots": 10,
+            "n_pairs": 5,
+            "diff_mean": 3.0,
+            "diff_std": 1.0,
+            "p_value": 0.01,
+        },
+        {
+            "method": "sarjepa",
+            "reference": "pix",
+            "dataset": "D",
+            "protocol": "logreg",
+            "shots": 10,
+            "n_pairs": 5,
+            "diff_mean": -3.0,
+            "diff_std": 1.0,
+            "p_value": 0.01,
+        },
+        {
+            "method": "sarjepa",
+            "reference": "pix",
+            "dataset": "D",
+            "protocol": "knn",
+            "shots": 10,
+            "n_pairs": 5,
+            "diff_mean": 1.0,
+            "diff_std": 1.0,
+            "p_value": 0.2,
+        },
+        {
+            "method": "pix",
+            "reference": "random",
+            "dataset": "D",
+            "protocol": "knn",
+            "shots": 10,
+            "n_pairs": 5,
+            "diff_mean": 9.0,
+            "diff_std": 1.0,
+            "p_value": 0.001,
+        },
+    ]
+    text, out = verdict(rows, "sarjepa", 0.05)
+    assert [r["significant"] for r in out] == [True, False, False]
+    assert text.count("| yes |") == 1 and "| pix |" in text
 
 
 @pytest.mark.slow
@@ -50,15 +117,17 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Capture
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--config", str(cfg), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert "paired comparison against random" in text
+    assert "paired comparison against random" in text and "verdict: sarjepa" in text
     rows = list(csv.DictReader((out / "summary.csv").open()))
+    methods = ("random", *method_specs(load_demo_config(cfg)))
     assert {(r["method"], r["protocol"]) for r in rows} == {
-        (m, p) for m in ("random", "sarjepa_pixel", "sarjepa") for p in ("linear", "finetune")
+        (m, p) for m in methods for p in ("logreg", "knn")
     }
+    assert "| sarjepa_pixel |" in (out / "verdict.md").read_text()
     assert (out / "accuracy_vs_shots.png").is_file()
     assert sorted(p.name for p in (out / "pretrain" / "sarjepa").glob("checkpoint-*.pth"))
     first = (out / "summary.csv").read_bytes()
     assert main(["demo", "--out", str(out), "--config", str(cfg), "--device", "cpu"]) == 0
     again = capsys.readouterr().out
-    assert "synthetic data already in" in again and "6 already finished" in again
+    assert "synthetic data already in" in again and f"{3 * 2 * 2} already finished" in again
     assert (out / "summary.csv").read_bytes() == first
