@@ -61,7 +61,11 @@ class Backbone(nn.Module):
 
 
 class ImageDataset(Dataset):
-    """``(transform(read_image_gray(path)), label)`` for a list of paths (labels optional)."""
+    """``(transform(read_image_gray(path)), label)`` for a list of paths (labels optional).
+
+    With a :class:`~dassl_patches.transforms.SARTransform`, the decoded, cropped and resized
+    8-bit chip comes from the process's :mod:`benchmark.decode_cache` (bitwise the same tensors).
+    """
 
     def __init__(
         self, paths: Sequence[str], labels: Sequence[int] | None, transform: Callable
@@ -74,9 +78,11 @@ class ImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        from dassl_patches.io import read_image_gray
+        from benchmark.decode_cache import process_cache
 
-        return self.transform(read_image_gray(self.paths[i])), self.labels[i]
+        t = self.transform
+        img = process_cache().prepared(self.paths[i], t)
+        return (t.finish(img) if hasattr(t, "finish") else t(img)), self.labels[i]
 
 
 def resolve_cache_dir(cfg: Any) -> Path:

@@ -116,10 +116,27 @@ class SARTransform:
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         """Apply the pipeline to a PIL image (mode ``"L"``, size (W, H)) -> (C, H', W') float32."""
+        return self.finish(self.prepare(img))
+
+    @property
+    def prepare_key(self) -> tuple:
+        """What :meth:`prepare` depends on (a cache key part for its output)."""
+        return (self.crop_size, self.size, self.interpolation.name)
+
+    def prepare(self, img: Image.Image) -> Image.Image:
+        """The deterministic geometric part: centre crop and resize; still 8-bit PIL.
+
+        Its output is the input of :meth:`finish`, so it can be cached per image as uint8
+        without changing any result.
+        """
         if self.crop_size:
             img = TF.center_crop(img, list(self.crop_size))
         if self.size and img.size != (self.size[1], self.size[0]):
             img = img.resize((self.size[1], self.size[0]), self.interpolation)
+        return img
+
+    def finish(self, img: Image.Image) -> torch.Tensor:
+        """The rest: random flips (train), ToTensor, normalisation -> (C, H, W) float32."""
         for flip in self.flips:
             img = flip(img)
         x = TF.to_tensor(img)
