@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given, for provenance records
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -250,3 +250,33 @@ def test_pretrain_reference_mode_computes_the_same_loss(one_thread):
     method.target = conv_gf_target
     ref, _ = method(x, torch.Generator().manual_seed(3))
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_methods_row_times_every_bundled_recipe_and_records_the_command(tmp_path, capsys):
+    from benchmark.cli import main
+    from benchmark.speed import method_recipes
+
+    out = tmp_path / "m.json"
+    argv = [
+        "bench", "--arch", "tiny", "--device", "cpu", "--iters", "1", "--warmup", "1",
+        "--only", "methods", "--json", str(out), "--threads", "1",
+        "--img-size", "64", "--pretrain-batch", "2",
+    ]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        code = main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    report = json.loads(out.read_text())
+    names = method_recipes()
+    assert {"sarjepa", "lomar", "maskfeat"} <= set(names)
+    rows = report["results"]
+    assert [r["what"] for r in rows] == [f"pretrain {m} b2" for m in names]
+    for r in rows:  # every method ran at this arch: a number, no reference side
+        assert r["ours"]["error"] == "" and r["ours"]["img_s"] > 0, r
+        assert r["reference"] is None and r["config"].endswith("_vit_b16.yaml")
+    assert code == 0
+    assert report["command"].startswith("sarjepa bench --arch tiny")
+    assert torch.__version__.startswith(report["versions"]["torch"])

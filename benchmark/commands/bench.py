@@ -13,7 +13,7 @@ import os
 
 from benchmark.core.errors import SarjepaError
 
-CHOICES = ("finetune", "eval", "pretrain", "gf")
+CHOICES = ("finetune", "eval", "pretrain", "gf", "methods")
 ARCHES = ("tiny", "small", "base", "large")
 # (CUDA, CPU) defaults: the paper's batch sizes on a GPU, small ones a 2-core CPU gets through.
 DEFAULTS = {
@@ -132,7 +132,7 @@ def markdown_table(rows) -> str:
     return "\n".join(out)
 
 
-def report_dict(s, rows, checks: dict) -> dict:
+def report_dict(s, rows, checks: dict, command: str = "") -> dict:
     """Everything measured plus the environment, as plain JSON types."""
     import datetime
     import platform
@@ -147,6 +147,8 @@ def report_dict(s, rows, checks: dict) -> dict:
     return {
         "format": "sarjepa-bench/1",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "versions": _versions(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "device": str(dev),
@@ -185,6 +187,27 @@ def report_dict(s, rows, checks: dict) -> dict:
     }
 
 
+def _command(args: argparse.Namespace) -> str:
+    import shlex
+
+    return "sarjepa " + shlex.join(getattr(args, "argv", None) or ["bench"])
+
+
+def _versions() -> dict:
+    """Versions of what the numbers depend on (missing packages are left out)."""
+    import contextlib
+    import platform
+    from importlib import metadata
+
+    from benchmark.core.provenance import code_version
+
+    out = {"python": platform.python_version(), "sarjepa": code_version()}
+    for pkg in ("torch", "timm", "numpy", "triton"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
 def _write_json(path: str, data: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -215,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     names = [n for n in CHOICES if n in (args.only or CHOICES)]
     if args.json:
-        _write_json(args.json, report_dict(s, [], {}))  # fail early on a bad path
+        _write_json(args.json, report_dict(s, [], {}, _command(args)))  # fail early on a bad path
     amp = "bf16 autocast" if s.amp else "fp32"
     where = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else "cpu"
     print(
@@ -243,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             print(_line(r), flush=True)
         shown = len(rows)
         if args.json:
-            _write_json(args.json, report_dict(s, rows, checks))
+            _write_json(args.json, report_dict(s, rows, checks, _command(args)))
 
     rows = speed.run_all(names, s, on_rows)
     print()

@@ -16,6 +16,10 @@ Measurements (images are random, labels random among 10 classes):
 - ``pretrain``: one SAR-JEPA step (``pretrain.methods`` method ``sarjepa``: window draw, GF targets,
   forward, masked MSE, backward, AdamW); skipped with a note when that package is missing.
 - ``gf``: the GF per-patch targets of a batch (4 scales).
+- ``methods``: one pretraining step of every method with a bundled ``<method>_vit_b16.yaml``
+  (SAR-JEPA's target variants, LoMaR, MaskFeat, MAE, FG-MAE, I-JEPA, ...), ours only, each built
+  from its own config at ``arch`` / ``img_size`` (window methods get windows that fit the grid):
+  the baselines' cost beside SAR-JEPA's on the same card.
 """
 
 from __future__ import annotations
@@ -380,11 +384,81 @@ def attention_check(s: Settings) -> dict:
     }
 
 
+def method_recipes() -> list[str]:
+    """Registered methods with a bundled ``<method>_vit_b16.yaml``, sorted."""
+    from pathlib import Path
+
+    from pretrain.methods import method_names
+
+    root = Path(__file__).resolve().parents[2] / "pretrain" / "configs"
+    return [m for m in method_names() if (root / f"{m}_vit_b16.yaml").is_file()]
+
+
+def method_cfg(name: str, arch: str, img_size: int):
+    """``<name>_vit_b16.yaml`` at ``arch`` and ``img_size`` (windows fitted to a small grid)."""
+    from pretrain.config import load_config
+    from pretrain.models.vit import SIZES
+
+    dim, depth, heads = SIZES[arch]
+    opts = ["MODEL.ARCH", f"vit_{arch}_patch16", "INPUT.SIZE", str(img_size)]
+    opts += ["MODEL.EMBED_DIM", str(dim), "MODEL.DEPTH", str(depth), "MODEL.NUM_HEADS", str(heads)]
+    cfg = load_config(f"{name}_vit_b16", opts)
+    grid = img_size // PATCH
+    if int(cfg.MASK.NUM_WINDOW) > 0 and grid < 14:
+        # windows of half the grid, at most as many as distinct origins per axis (LoMaR's
+        # batch-shared windows need distinct rows and columns); the paper's (7, 4) on 14 x 14
+        window = max(2, grid // 2)
+        num_window = min(int(cfg.MASK.NUM_WINDOW), grid - window + 1)
+        opts += ["MASK.WINDOW_SIZE", str(window), "MASK.NUM_WINDOW", str(num_window)]
+        cfg = load_config(f"{name}_vit_b16", opts)
+    return cfg
+
+
+def _method_setup(s: Settings, name: str):
+    def setup():
+        from pretrain.methods import build_method
+        from pretrain.train import param_groups
+
+        cfg = method_cfg(name, s.arch, s.img_size)
+        method = build_method(cfg).to(s.device).train()
+        groups = param_groups(method, cfg.TRAIN.WEIGHT_DECAY, bool(cfg.TRAIN.DECAY_TOKENS))
+        fused = {"fused": True} if s.device.type == "cuda" else {}
+        opt = torch.optim.AdamW(groups, lr=1e-4, betas=tuple(cfg.TRAIN.BETAS), **fused)
+        x = torch.rand(s.pretrain_batch, 1, s.img_size, s.img_size, device=s.device)
+        gen = torch.Generator().manual_seed(0)
+        after_step = getattr(method, "on_optimizer_step", None)
+
+        def step():
+            with _autocast(s, True):
+                loss, _ = method(x, gen)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if after_step is not None:
+                after_step(0.5)  # e.g. I-JEPA's EMA update of the target encoder
+
+        return step
+
+    return setup
+
+
+def measure_methods(s: Settings) -> list[Result]:
+    """One pretraining step of every method with a ViT-B config (ours only, no reference)."""
+    b = s.pretrain_batch
+    rows = []
+    for name in method_recipes():
+        r = Result(f"pretrain {name} b{b}", b, time_variant(_method_setup(s, name), b, s))
+        r.extra["config"] = f"{name}_vit_b16.yaml"
+        rows.append(r)
+    return rows
+
+
 MEASURES: dict[str, Callable[[Settings], list[Result]]] = {
     "finetune": measure_finetune,
     "eval": measure_eval,
     "pretrain": measure_pretrain,
     "gf": measure_gf,
+    "methods": measure_methods,
 }
 
 
