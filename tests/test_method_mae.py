@@ -1,0 +1,219 @@
+"""MAE and FG-MAE (`mae`, `fgmae`): masking, loss, upstream checkpoint keys, learning, resume,
+benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from _pretrain_helpers import tiny_cfg, write_chips
+from PIL import Image
+
+from benchmark.cli import main
+from benchmark.core.errors import SarjepaError
+from pretrain import checkpoints as ck
+from pretrain.masking import random_masking
+from pretrain.methods import build_method
+from pretrain.train import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SINCOS = {"MODEL.POS_EMBED": "sincos"}
+
+
+@pytest.fixture(scope="module")
+def chips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chips")
+    write_chips(folder, n=16, size=72)
+    return folder
+
+
+def _method(name="mae_tiny", **extra):
+    torch.manual_seed(0)
+    return build_method(tiny_cfg(name, **{**SINCOS, **extra}))
+
+
+# ---------------------------------------------------------------------------------- masks
+def test_random_masking_counts_inverse_and_independence():
+    rm = random_masking(64, 196, 0.75, torch.Generator().manual_seed(0))
+    assert rm.ids_keep.shape == (64, 49) and (rm.mask.sum(1) == 147).all()
+    # ids_restore inverts the shuffle: kept tokens first, then removed, back in grid order
+    shuffle = rm.ids_restore.argsort(1)
+    assert torch.equal(shuffle[:, :49], rm.ids_keep)
+    assert torch.equal(torch.gather(shuffle, 1, rm.ids_restore), torch.arange(196).expand(64, -1))
+    assert not rm.mask.gather(1, rm.ids_keep).any()
+    # per-image masks differ and every patch is kept about a quarter of the time
+    assert len({tuple(r.tolist()) for r in rm.mask}) == 64
+    freq = random_masking(4000, 16, 0.75, torch.Generator().manual_seed(1)).mask.float().mean(0)
+    assert ((freq - 0.75).abs() < 0.04).all()
+
+
+# ---------------------------------------------------------------------------------- loss
+@pytest.mark.parametrize("name", ["mae_tiny", "fgmae_tiny"])
+def test_loss_equals_a_naive_reference(name):
+    """Encoder on kept patches with sin-cos positions, decoder with mask tokens put back in grid
+    order, MSE on removed patches, computed patch by patch in float64 loops."""
+    from pretrain.models import sincos_2d
+
+    method = _method(name).eval()
+    images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    loss, _ = method(images, torch.Generator().manual_seed(5))
+    rm = random_masking(3, 16, method.mask_ratio, torch.Generator().manual_seed(5))
+    enc = method.encoder
+    target = method.target(images).double()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for b in range(3):
+            emb = enc.patch_embed(images[b : b + 1])[0] + sincos_2d(32, (4, 4))
+            keep = rm.ids_keep[b].tolist()
+            x = torch.cat([enc.cls_token[0], emb[keep]])[None]
+            for blk in enc.blocks:
+                x = blk(x)
+            lat = method.decoder_embed(enc.norm(x))[0]
+            tokens = [None] * 16
+            for i, j in enumerate(keep):
+                tokens[j] = lat[1 + i]
+            tokens = [method.mask_token[0, 0] if t is None else t for t in tokens]
+            y = torch.stack([lat[0], *tokens])[None] + sincos_2d(32, (4, 4), cls_token=True)
+            for blk in method.decoder_blocks:
+                y = blk(y)
+            pred = method.decoder_pred(method.decoder_norm(y))[0, 1:].double()
+            for j in range(16):
+                if j not in keep:
+                    total += float(((pred[j] - target[b, j]) ** 2).mean())
+                    count += 1
+    assert count == 3 * (16 - int(16 * (1 - method.mask_ratio)))
+    assert float(loss.detach()) == pytest.approx(total / count, rel=1e-5)
+
+
+def test_mae_target_is_per_patch_normalised_pixels():
+    from pretrain.targets.base import patchify
+
+    method = _method()
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    t = method.target(x)
+    raw = patchify(x, 16).double()  # (B, N, 256), row-major pixels of each patch
+    want = (raw - raw.mean(-1, keepdim=True)) / (raw.var(-1, keepdim=True) + 1e-6) ** 0.5
+    torch.testing.assert_close(t.double(), want, rtol=1e-5, atol=1e-5)
+    fg = _method("fgmae_tiny")
+    assert fg.target_name == "hog" and fg.target.dim == 36 and fg.mask_ratio == 0.7
+
+
+# ---------------------------------------------------------------------------------- keys
+def _upstream_mae_keys(d, depth, dd, ddepth, n, out):
+    """facebookresearch/mae MaskedAutoencoderViT(in_chans=1) state dict, written from its code:
+    cls_token, pos_embed, mask_token, decoder_pos_embed, then patch_embed, blocks, norm,
+    decoder_embed, decoder_blocks, decoder_norm, decoder_pred (timm Block names)."""
+
+    def block(prefix, w):
+        return {
+            f"{prefix}.norm1.weight": (w,), f"{prefix}.norm1.bias": (w,),
+            f"{prefix}.attn.qkv.weight": (3 * w, w), f"{prefix}.attn.qkv.bias": (3 * w,),
+            f"{prefix}.attn.proj.weight": (w, w), f"{prefix}.attn.proj.bias": (w,),
+            f"{prefix}.norm2.weight": (w,), f"{prefix}.norm2.bias": (w,),
+            f"{prefix}.mlp.fc1.weight": (4 * w, w), f"{prefix}.mlp.fc1.bias": (4 * w,),
+            f"{prefix}.mlp.fc2.weight": (w, 4 * w), f"{prefix}.mlp.fc2.bias": (w,),
+        }  # fmt: skip
+
+    keys = {
+        "cls_token": (1, 1, d), "pos_embed": (1, 1 + n, d), "mask_token": (1, 1, dd),
+        "decoder_pos_embed": (1, 1 + n, dd), "patch_embed.proj.weight": (d, 1, 16, 16),
+        "patch_embed.proj.bias": (d,), "norm.weight": (d,), "norm.bias": (d,),
+        "decoder_embed.weight": (dd, d), "decoder_embed.bias": (dd,),
+        "decoder_norm.weight": (dd,), "decoder_norm.bias": (dd,),
+        "decoder_pred.weight": (out, dd), "decoder_pred.bias": (out,),
+    }  # fmt: skip
+    for i in range(depth):
+        keys.update(block(f"blocks.{i}", d))
+    for i in range(ddepth):
+        keys.update(block(f"decoder_blocks.{i}", dd))
+    return keys
+
+
+def test_checkpoint_keys_match_upstream_mae():
+    from pretrain.config import load_config
+
+    got = {k: tuple(v.shape) for k, v in _method().checkpoint_state_dict().items()}
+    assert got == _upstream_mae_keys(32, 2, 32, 1, 16, 256)
+    big = build_method(load_config("mae_vit_b16", ["DEVICE", "cpu"]))
+    got = {k: tuple(v.shape) for k, v in big.checkpoint_state_dict().items()}
+    assert got == _upstream_mae_keys(768, 12, 512, 8, 196, 256)
+    fg = build_method(load_config("fgmae_vit_b16", ["DEVICE", "cpu"]))
+    got = {k: tuple(v.shape) for k, v in fg.checkpoint_state_dict().items()}
+    assert got == _upstream_mae_keys(768, 12, 512, 8, 196, 36)
+    assert not big.decoder_pos_embed.requires_grad and not big.encoder.pos_embed.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("extra", "pattern"),
+    [
+        ({"PREDICTOR.DEPTH": 0}, "needs a decoder"),
+        ({"MASK.RATIO": 1.0}, "MASK.RATIO must be in"),
+        ({"MODEL.POS_EMBED": "irpe"}, "needs MODEL.POS_EMBED sincos"),
+        ({"PREDICTOR.EMBED_DIM": 30}, "PREDICTOR.EMBED_DIM 30 must be divisible"),
+    ],
+)
+def test_bad_mae_config_one_line_errors(extra, pattern):
+    with pytest.raises(SarjepaError, match=pattern) as exc:
+        build_method(tiny_cfg("mae_tiny", **{**SINCOS, **extra}))
+    assert "\n" not in str(exc.value)
+
+
+# ---------------------------------------------------------------------------------- training
+def _log(out):
+    return [json.loads(x) for x in (out / "log.txt").read_text().splitlines()]
+
+
+# normalised pixels have unit variance per patch: predicting their mean gives ~1.0, and speckle
+# is unpredictable, so MAE's loss falls from ~1.2 towards 1.0 (measured 1.22 -> 1.04)
+@pytest.mark.parametrize(("name", "factor"), [("mae_tiny", 0.9), ("fgmae_tiny", 0.8)])
+def test_tiny_run_lowers_loss(chips, tmp_path, name, factor):
+    opts = {**SINCOS, "TRAIN.EPOCHS": 8, "TRAIN.BATCH_SIZE": 4, "TRAIN.SAVE_FREQ": 0}
+    train(tiny_cfg(name, data=chips, out=tmp_path / "r", **{**opts, "TRAIN.BLR": 0.05}))
+    losses = [r["loss"] for r in _log(tmp_path / "r")]
+    assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-2:]) / 2 < factor * sum(losses[:2]) / 2, losses
+
+
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(chips, tmp_path):
+    opts = {**SINCOS, "TRAIN.EPOCHS": 3}
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(tiny_cfg("mae_tiny", data=chips, out=full, **opts))
+    train(tiny_cfg("mae_tiny", data=chips, out=part, **opts))
+    for epoch in (1, 2):
+        ck.sidecar_path(ck.checkpoint_path(part, epoch)).unlink()
+        ck.checkpoint_path(part, epoch).unlink()
+    summary = train(tiny_cfg("mae_tiny", data=chips, out=part, **opts), resume="auto")
+    assert summary["epochs_run"] == 2
+    a = torch.load(full / "checkpoint-2.pth", weights_only=True)
+    b = torch.load(part / "checkpoint-2.pth", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    side = ck.read_sidecar(part / "checkpoint-2.pth")
+    assert side["method"] == "mae" and side["target"] == "pixel"
+
+
+def test_checkpoint_feeds_sarjepa_features(chips, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_cfg("fgmae_tiny", data=chips, out=out, **{**SINCOS, "TRAIN.EPOCHS": 1}))
+    ckpt = out / "checkpoint-0.pth"
+    x = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = (x * 255).round() / 255
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
+    npz = tmp_path / "f.npz"
+    argv = ["features", "--weights", str(ckpt), "--images", str(folder), "--out", str(npz)]
+    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(64, 64)", "RUN.PROGRESS", "False"]
+    assert main(argv) == 0
+    method = build_method(tiny_cfg("fgmae_tiny", **SINCOS))
+    method.load_checkpoint_state_dict(torch.load(ckpt, weights_only=True)["model"])
+    with torch.no_grad():
+        want = method.encoder.eval().forward_features(x)[:, 0]  # CLS after the final norm
+    with np.load(npz) as z:
+        np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
