@@ -22,13 +22,16 @@ from benchmark.datasets.base import (
 )
 from benchmark.datasets.folder import SARFolder
 from benchmark.datasets.fusar import New_FUSAR
-from benchmark.datasets.mstar import MSTAR_SOC
+from benchmark.datasets.mstar import MSTAR_EOC1, MSTAR_EOC2C, MSTAR_EOC2V, MSTAR_SOC
 from benchmark.datasets.sar_acd import SAR_ACD
 
 __all__ = [
     "DATASET_REGISTRY",
     "DatasetBase",
     "Datum",
+    "MSTAR_EOC1",
+    "MSTAR_EOC2C",
+    "MSTAR_EOC2V",
     "MSTAR_SOC",
     "New_FUSAR",
     "SAR_ACD",

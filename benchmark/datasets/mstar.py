@@ -40,3 +40,40 @@ class MSTAR_SOC(FixedLabelDataset):  # noqa: N801 - Dassl registers datasets by 
     }
     extensions = (".jpeg",)
     p_val = 0.2
+
+
+class _MSTARLayout(FixedLabelDataset):
+    """Shared settings of the layouts ``sarjepa prepare mstar`` builds besides SOC."""
+
+    trainval_split = "TRAIN"
+    test_split = "TEST"
+    extensions = (".jpeg",)
+    p_val = 0.2
+
+
+@DATASET_REGISTRY.register("MSTAR_EOC1", aliases=("mstar_eoc1",))
+class MSTAR_EOC1(_MSTARLayout):  # noqa: N801
+    """MSTAR EOC-1 (large depression change): ``MSTAR_EOC1/{TRAIN,TEST}/<class>/**/*.jpeg``,
+    17 deg train, 30 deg test; 2S1 0, BRDM2 1, T72 2 (serial A64), ZSU234 3 (our label order)."""
+
+    folder = "MSTAR_EOC1"
+    labels = {"2S1": 0, "BRDM2": 1, "T72": 2, "ZSU234": 3}
+
+
+@DATASET_REGISTRY.register("MSTAR_EOC2C", aliases=("mstar_eoc2c",))
+class MSTAR_EOC2C(_MSTARLayout):  # noqa: N801
+    """MSTAR EOC-2, configuration variants: train BMP2 / BRDM2 / BTR70 / T72 at 17 deg, test
+    the T72 configuration variants at 15 and 17 deg; BMP2 0, BRDM2 1, BTR70 2, T72 3 (ours).
+    The test set holds only T72 chips (classes without test chips are reported, not an error)."""
+
+    folder = "MSTAR_EOC2C"
+    labels = {"BMP2": 0, "BRDM2": 1, "BTR70": 2, "T72": 3}
+
+
+@DATASET_REGISTRY.register("MSTAR_EOC2V", aliases=("mstar_eoc2v",))
+class MSTAR_EOC2V(_MSTARLayout):  # noqa: N801
+    """MSTAR EOC-2, version variants: train as EOC-2C, test the BMP2 and T72 version variants
+    at 15 and 17 deg; BMP2 0, BRDM2 1, BTR70 2, T72 3 (ours)."""
+
+    folder = "MSTAR_EOC2V"
+    labels = {"BMP2": 0, "BRDM2": 1, "BTR70": 2, "T72": 3}
