@@ -7,8 +7,10 @@ The public release (AFRL / DARPA Sensor Data Management System) comes as CD fold
     MSTAR_PUBLIC_MIXED_TARGETS_CD1|CD2/<depression>_DEG/COL1|COL2/SCENE1..3/<class>/HBxxxxx...
     MSTAR_PUBLIC_T_72_VARIANTS_CD1|CD2/<depression>_DEG/COL1|COL2/SCENE1/<serial>/HBxxxxx...
 
-with chips converted to JPEG by the MSTAR tools. Nothing here depends on the exact CD names:
-every JPEG under ``--src`` is described by its path alone:
+with chips converted to JPEG by the MSTAR tools. A chip file keeps the raw chip's name plus a
+JPEG suffix (``HBnnnnn.ttt.jpeg``: image number, 3-digit target code); other JPEGs, such as the
+CDs' own browse images ``HBnnnnn.JPG`` beside the raw chips, are skipped and reported. Nothing
+here depends on the exact CD names: every chip under ``--src`` is described by its path alone:
 
 - depression: the first folder named ``<n>_DEG`` (any case);
 - class: the deepest folder whose name is a known class spelling (``BTR_60`` and ``BTR60`` are
@@ -19,7 +21,9 @@ every JPEG under ``--src`` is described by its path alone:
   (the mixed-target CDs: one vehicle per class) have serial ``""``, which any serial rule accepts.
 
 A protocol (:data:`PROTOCOLS`) selects, per split, a depression set and per class the accepted
-serials. A chip name (the file name without its JPEG suffix) counts once per (split, class): a
+serials, from ``SCENE1`` (or no scene folder) only: the 30 / 45 deg ``SCENE2`` / ``SCENE3``
+folders (BRDM_2, ZSU_23_4, T72 A64) are the literature's EOC "scene" sets, not EOC-1. A chip
+name (the file name without its JPEG suffix) counts once per (split, class): a
 second copy in another folder is skipped (first in sorted path order; reported). Outputs are hard
 links (copies when linking fails or with ``copy=True``) named ``<chip>.jpeg``, so the source is
 only read. Each layout gets a ``manifest.json``: protocol definition, counts per split and class,
@@ -53,18 +57,25 @@ CLASS_SPELLINGS = {
     "ZIL_131": "ZIL131", "ZSU234": "ZSU234", "ZSU_23_4": "ZSU234", "SLICY": "SLICY",
 }  # fmt: skip
 _DEG = re.compile(r"^(\d+)_?DEG$", re.IGNORECASE)
+_SCENE = re.compile(r"^SCENE(\d+)$", re.IGNORECASE)
+#: a converted chip keeps the raw chip's name, ``HBnnnnn.ttt`` (image number, 3-digit target
+#: code), plus a JPEG suffix; the CDs' own browse images (``HBnnnnn.JPG``, no target code, next
+#: to the raw chips) and other JPEGs do not match
+_CHIP_FILE = re.compile(r"\.\d{3}\.jpe?g$", re.IGNORECASE)
 SOC_CLASSES = ("BMP2", "BTR70", "T72", "BTR60", "2S1", "BRDM2", "D7", "T62", "ZIL131", "ZSU234")
 ANY = None  # any serial
 
 
 @dataclass(frozen=True)
 class Chip:
-    """One chip of the release: path relative to the release, class, serial, depression."""
+    """One chip of the release: path relative to the release, class, serial, depression (deg)
+    and scene (the ``SCENE<n>`` folder's n; 0 without one, as in the TARGETS CD)."""
 
     rel: str
     cls: str
     serial: str
     depression: int
+    scene: int = 0
 
     @property
     def name(self) -> str:
@@ -74,7 +85,9 @@ class Chip:
 
 
 def _split_rule(depressions: tuple[int, ...], serials: dict[str, tuple[str, ...] | None]) -> dict:
-    return {"depressions": list(depressions), "classes": serials}
+    # SCENE1 only (or no scene folder): the 30 / 45 deg SCENE2 / SCENE3 collections (BRDM_2,
+    # ZSU_23_4, T72 A64) are the EOC "scene" sets, not part of these protocols
+    return {"depressions": list(depressions), "scenes": [1], "classes": serials}
 
 
 _SOC_TRAIN = {c: ANY for c in SOC_CLASSES} | {"BMP2": ("9563",), "BTR70": ("C71",), "T72": ("132",)}
@@ -141,6 +154,7 @@ def describe_chip(rel: str) -> Chip | None:
     parts = rel.split("/")
     folders = parts[:-1]
     depression = next((int(m.group(1)) for p in folders if (m := _DEG.match(p))), None)
+    scene = next((int(m.group(1)) for p in folders if (m := _SCENE.match(p))), 0)
     cls, cls_at = None, -1
     for i, p in enumerate(folders):
         key = p.upper().replace("-", "_")
@@ -154,11 +168,18 @@ def describe_chip(rel: str) -> Chip | None:
         cls, serial = "T72", _serial(folders[-1]) if folders else ""
     if cls is None or depression is None:
         return None
-    return Chip(rel, cls, serial, depression)
+    return Chip(rel, cls, serial, depression, scene)
+
+
+def is_chip_file(name: str) -> bool:
+    """True for a converted chip's file name, ``<raw chip name>.jpeg`` (e.g. ``HB03333.003.jpeg``;
+    ``.jpg`` and any case too); False for the CDs' browse images such as ``HB03333.JPG``."""
+    return bool(_CHIP_FILE.search(name))
 
 
 def scan_release(src: str | os.PathLike) -> tuple[list[Chip], list[str]]:
-    """All JPEG chips under ``src`` (sorted walk) and the JPEG paths that could not be placed."""
+    """All JPEG chips under ``src`` (sorted walk) and the JPEG paths that are not used: no
+    class or depression folder, or no MSTAR target code in the name (browse images)."""
     root = Path(src)
     if not root.is_dir():
         raise SarjepaError(f"MSTAR release folder not found: '{src}'")
@@ -169,18 +190,21 @@ def scan_release(src: str | os.PathLike) -> tuple[list[Chip], list[str]]:
             if not f.lower().endswith(JPEG_SUFFIXES):
                 continue
             rel = Path(dirpath, f).relative_to(root).as_posix()
-            chip = describe_chip(rel)
+            chip = describe_chip(rel) if is_chip_file(f) else None
             (chips.append(chip) if chip else unplaced.append(rel))
     if not chips:
+        other = f" (only {len(unplaced)} other JPEGs, e.g. {unplaced[0]})" if unplaced else ""
         raise SarjepaError(
-            f"no MSTAR JPEG chips (<n>_DEG/.../<class>/.../*.jpeg) found under '{src}'; convert "
-            "the release's raw chips to JPEG with the MSTAR tools first"
+            f"no MSTAR JPEG chips (<n>_DEG/.../<class>/.../HBnnnnn.ttt.jpeg) found under '{src}'"
+            f"{other}; convert the release's raw chips to JPEG with the MSTAR tools first"
         )
     return chips, unplaced
 
 
 def _accepts(rule: dict, chip: Chip) -> bool:
     if chip.depression not in rule["depressions"] or chip.cls not in rule["classes"]:
+        return False
+    if chip.scene and chip.scene not in rule["scenes"]:
         return False
     serials = rule["classes"][chip.cls]
     return serials is ANY or chip.serial == "" or chip.serial in serials
@@ -217,10 +241,36 @@ def check_complete(protocol: str, chosen: dict[str, list[Chip]], src: str) -> No
                 continue
             degs = " or ".join(f"{d}_DEG" for d in spec[split]["depressions"])
             which = "" if serials is ANY else f" serial {'/'.join(serials)}"
+            where = release_location(cls, spec[split]["depressions"], serials)
             raise SarjepaError(
                 f"MSTAR release at '{src}' lacks {degs} chips of {cls}{which} needed for "
-                f"{spec['dataset']}/{split} (expected .../{degs}/.../<{cls} folder>/.../*.jpeg)"
+                f"{spec['dataset']}/{split} (expected under {where})"
             )
+
+
+_TARGETS_CD = "MSTAR_PUBLIC_TARGETS_CHIPS_T72_BMP2_BTR70_SLICY/TARGETS"
+_RELEASE_FOLDER = {"BTR60": "BTR_60", "BRDM2": "BRDM_2", "ZSU234": "ZSU_23_4"}
+
+
+def release_location(cls: str, depressions: list[int], serials: tuple[str, ...] | None) -> str:
+    """Where the public release keeps a class's chips at these depressions (for messages), e.g.
+    ``MSTAR_PUBLIC_MIXED_TARGETS_CD1/15_DEG/COL1/SCENE1/BTR_60/``."""
+    out = []
+    for deg in depressions:
+        if cls in ("BMP2", "BTR70", "T72") and deg in (15, 17):
+            split = "TRAIN" if deg == 17 else "TEST"
+            sns = [x for x in (serials or ("*",)) if not x.startswith("A")]
+            out += [f"{_TARGETS_CD}/{split}/{deg}_DEG/{cls}/SN_{x}/" for x in sns]
+        if cls == "T72":
+            cd = 1 if deg in (15, 45) else 2
+            sns = [x for x in (serials or ("A*",)) if x.startswith("A")]
+            out += [f"MSTAR_PUBLIC_T_72_VARIANTS_CD{cd}/{deg}_DEG/COL2/SCENE1/{x}/" for x in sns]
+        elif cls not in ("BMP2", "BTR70"):
+            cd = 1 if deg in (15, 45) else 2
+            col = 1 if cls == "BTR60" else 2
+            name = _RELEASE_FOLDER.get(cls, cls)
+            out.append(f"MSTAR_PUBLIC_MIXED_TARGETS_CD{cd}/{deg}_DEG/COL{col}/SCENE1/{name}/")
+    return " or ".join(out) if out else f".../<n>_DEG/.../{cls}/"
 
 
 def _place(src: Path, dst: Path, copy: bool) -> str:
@@ -244,6 +294,7 @@ def _manifest(protocol: str, chosen: dict[str, list[Chip]], files: list[dict], d
     rules = {
         s: {
             "depressions": spec[s]["depressions"],
+            "scenes": spec[s]["scenes"],
             "classes": {k: "any" if v is ANY else list(v) for k, v in spec[s]["classes"].items()},
         }
         for s in ("TRAIN", "TEST")
@@ -381,14 +432,22 @@ def summary_table(chips: list[Chip], unplaced: list[str]) -> str:
     """What the release holds: chips per class and depression (serials listed)."""
     by: dict[tuple[str, int], Counter] = {}
     for c in chips:
-        by.setdefault((c.cls, c.depression), Counter())[c.serial or "-"] += 1
+        key = (c.serial or "-") + (f" SCENE{c.scene}" if c.scene > 1 else "")
+        by.setdefault((c.cls, c.depression), Counter())[key] += 1
     lines = [f"found {len(chips)} chips:"]
     for (cls, dep), serials in sorted(by.items()):
         detail = ", ".join(f"{s} {n}" for s, n in sorted(serials.items()))
         lines.append(f"  {cls:7s} {dep:2d} deg: {sum(serials.values()):5d}  ({detail})")
-    if unplaced:
+    browse = [u for u in unplaced if not is_chip_file(u.rsplit("/", 1)[-1])]
+    placed = [u for u in unplaced if is_chip_file(u.rsplit("/", 1)[-1])]
+    if browse:
         lines.append(
-            f"  {len(unplaced)} JPEGs without a class or depression folder, e.g. {unplaced[0]}"
+            f"  {len(browse)} JPEGs skipped: no MSTAR target code in the name (the CDs' browse "
+            f"images, not converted chips), e.g. {browse[0]}"
+        )
+    if placed:
+        lines.append(
+            f"  {len(placed)} JPEGs without a class or depression folder, e.g. {placed[0]}"
         )
     return "\n".join(lines)
 
