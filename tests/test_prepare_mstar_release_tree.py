@@ -225,3 +225,31 @@ def test_release_locations_follow_the_cd_tree():
                 for loc in where(cls, spec[split]["depressions"], serials).split(" or "):
                     if "*" not in loc:
                         assert loc in folders, (protocol, split, cls, loc)
+
+
+def test_an_interrupted_run_leaves_nothing_that_looks_built_and_reruns(tmp_path: Path, monkeypatch):
+    rel = tmp_path / "release"
+    make_release_tree(rel, cap=2)
+    out, pool = tmp_path / "data", tmp_path / "pool"
+    real_place, calls = mr._place, []
+
+    def dying_place(src: Path, dst: Path, copy: bool) -> str:
+        calls.append(dst)
+        if len(calls) == 7:
+            raise KeyboardInterrupt  # as a Ctrl-C half-way
+        return real_place(src, dst, copy)
+
+    monkeypatch.setattr(mr, "_place", dying_place)
+    for build, target in ((mr.build_layout, out), (mr.build_pool, pool)):
+        calls.clear()
+        with pytest.raises(KeyboardInterrupt):
+            build(rel, target, "soc", log=lambda _m: None)
+    assert not (out / "MSTAR_SOC").exists() and not pool.exists()
+    assert not list(tmp_path.glob(".pool.partial-*")) and not list(out.glob(".*partial*"))
+    monkeypatch.setattr(mr, "_place", real_place)
+    first = mr.build_pool(rel, pool, "soc", log=lambda _m: None)
+    said = []
+    again = mr.build_pool(rel, pool, "soc", log=said.append)
+    assert again["files"] == first["files"] and "already built" in said[0]
+    assert first["total"] == sum(min(2, n) for _f, n, _c in RELEASE_TREE + SLICY_DECOYS) - 20
+    assert first["code_version"]

@@ -406,26 +406,47 @@ def build_pool(
         keep.append(c)
     if pool_p.exists() and any(pool_p.iterdir()):
         old = _read_manifest(pool_p)
-        if old is not None and sorted(f["source"] for f in old["files"]) == [c.rel for c in keep]:
+        wanted = sorted(c.rel for c in keep)
+        if old is not None and sorted(f["source"] for f in old["files"]) == wanted:
             log(f"{pool_p}: pool already built from the same {len(keep)} chips, kept")
             return old
         raise SarjepaError(f"pool folder '{pool_p}' is not empty; remove it or choose another")
+    from benchmark.core.provenance import code_version
+
+    # assembled beside the pool and renamed when complete, as the layouts are
+    tmp = pool_p.with_name(f".{pool_p.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
     files, how = [], Counter()
-    for c in keep:
-        rel = c.rel[: c.rel.lower().rfind(".jp")] + ".jpeg"
-        how[_place(src_p / c.rel, pool_p / rel, copy)] += 1
-        files.append({"path": rel, "source": c.rel, "sha256": file_sha256(pool_p / rel)})
-    manifest = {
-        "format": "sarjepa-mstar-pool/1",
-        "protocol": protocol,
-        "excluded": f"the {len(test_names)} test chips of {PROTOCOLS[protocol]['dataset']}",
-        "total": len(files),
-        "counts": dict(sorted(Counter(c.cls for c in keep).items())),
-        "files": files,
-    }
-    atomic_write_json(manifest, pool_p / "manifest.json")
+    try:
+        for c in keep:
+            rel = c.rel[: c.rel.lower().rfind(".jp")] + ".jpeg"
+            how[_place(src_p / c.rel, tmp / rel, copy)] += 1
+            files.append({"path": rel, "source": c.rel, "sha256": file_sha256(tmp / rel)})
+        manifest = {
+            "format": "sarjepa-mstar-pool/1",
+            "protocol": protocol,
+            "excluded": f"the {len(test_names)} test chips of {PROTOCOLS[protocol]['dataset']}",
+            "layout": "every chip at its path in the release (.jpeg suffix), unlabeled",
+            "total": len(files),
+            "counts": dict(sorted(Counter(c.cls for c in keep).items())),
+            "code_version": code_version(),
+            "files": files,
+        }
+        atomic_write_json(manifest, tmp / "manifest.json")
+        if pool_p.exists():
+            pool_p.rmdir()  # empty (checked above)
+        os.replace(tmp, pool_p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     log(f"{pool_p}: {len(files)} pool chips ({how['link']} hard links, {how['copy']} copies)")
     return manifest
+
+
+def _cd_folder(rel: str) -> str:
+    """The release folder (``MSTAR_PUBLIC_...``) a chip path lies in, else its first folder."""
+    parts = rel.split("/")[:-1]
+    return next((p for p in parts if p.upper().startswith("MSTAR_PUBLIC")), parts[0])
 
 
 def summary_table(chips: list[Chip], unplaced: list[str]) -> str:
@@ -435,6 +456,8 @@ def summary_table(chips: list[Chip], unplaced: list[str]) -> str:
         key = (c.serial or "-") + (f" SCENE{c.scene}" if c.scene > 1 else "")
         by.setdefault((c.cls, c.depression), Counter())[key] += 1
     lines = [f"found {len(chips)} chips:"]
+    for cd, n in sorted(Counter(_cd_folder(c.rel) for c in chips).items()):
+        lines.append(f"  {cd}: {n}")
     for (cls, dep), serials in sorted(by.items()):
         detail = ", ".join(f"{s} {n}" for s, n in sorted(serials.items()))
         lines.append(f"  {cls:7s} {dep:2d} deg: {sum(serials.values()):5d}  ({detail})")
