@@ -253,3 +253,11 @@ def test_an_interrupted_run_leaves_nothing_that_looks_built_and_reruns(tmp_path:
     assert again["files"] == first["files"] and "already built" in said[0]
     assert first["total"] == sum(min(2, n) for _f, n, _c in RELEASE_TREE + SLICY_DECOYS) - 20
     assert first["code_version"]
+
+
+def test_png_or_tiff_chips_are_named_as_the_reason(tmp_path: Path):
+    d = tmp_path / "release" / f"{MIX}1" / "15_DEG" / "COL2" / "SCENE1" / "D7"
+    d.mkdir(parents=True)
+    Image.new("L", (4, 4)).save(d / "HB14931.005.png")
+    with pytest.raises(SarjepaError, match=r"not JPEGs \(1 such as HB14931.005.png\).*mstar2jpeg"):
+        mr.scan_release(tmp_path / "release")

@@ -62,6 +62,7 @@ _SCENE = re.compile(r"^SCENE(\d+)$", re.IGNORECASE)
 #: code), plus a JPEG suffix; the CDs' own browse images (``HBnnnnn.JPG``, no target code, next
 #: to the raw chips) and other JPEGs do not match
 _CHIP_FILE = re.compile(r"\.\d{3}\.jpe?g$", re.IGNORECASE)
+_OTHER_CHIP_FILE = re.compile(r"\.\d{3}\.(png|tiff?)$", re.IGNORECASE)
 SOC_CLASSES = ("BMP2", "BTR70", "T72", "BTR60", "2S1", "BRDM2", "D7", "T62", "ZIL131", "ZSU234")
 ANY = None  # any serial
 
@@ -183,15 +184,23 @@ def scan_release(src: str | os.PathLike) -> tuple[list[Chip], list[str]]:
     root = Path(src)
     if not root.is_dir():
         raise SarjepaError(f"MSTAR release folder not found: '{src}'")
-    chips, unplaced = [], []
+    chips, unplaced, non_jpeg = [], [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for f in sorted(filenames):
             if not f.lower().endswith(JPEG_SUFFIXES):
+                if _OTHER_CHIP_FILE.search(f):
+                    non_jpeg.append(f)
                 continue
             rel = Path(dirpath, f).relative_to(root).as_posix()
             chip = describe_chip(rel) if is_chip_file(f) else None
             (chips.append(chip) if chip else unplaced.append(rel))
+    if not chips and non_jpeg:
+        raise SarjepaError(
+            f"the chips under '{src}' are not JPEGs ({len(non_jpeg)} such as {non_jpeg[0]}): the "
+            "MSTAR layouts are read as *.jpeg, as the authors' readers do; convert the raw chips "
+            "with the MSTAR tools' mstar2jpeg (HBnnnnn.ttt -> HBnnnnn.ttt.jpeg)"
+        )
     if not chips:
         other = f" (only {len(unplaced)} other JPEGs, e.g. {unplaced[0]})" if unplaced else ""
         raise SarjepaError(
