@@ -152,8 +152,9 @@ def test_sarfolder_test_class_missing_from_train(tmp_path):
 
 
 def test_registry_names_and_aliases(tmp_path):
-    assert DATASET_REGISTRY.names() == ["MSTAR_SOC", "New_FUSAR", "SARFolder", "SAR_ACD"]
-    for alias in ("mstar_soc", "new_fusar", "sar_acd", "sarfolder"):
+    mstar = ["MSTAR_EOC1", "MSTAR_EOC2C", "MSTAR_EOC2V", "MSTAR_SOC"]
+    assert DATASET_REGISTRY.names() == mstar + ["New_FUSAR", "SARFolder", "SAR_ACD"]
+    for alias in [m.lower() for m in mstar] + ["new_fusar", "sar_acd", "sarfolder"]:
         assert DATASET_REGISTRY.resolve(alias).lower() == alias
     with pytest.raises(SarjepaError, match="did you mean 'SAR_ACD'"):
         build_dataset(_cfg(tmp_path, "SAR_ACDD", tmp_path))
