@@ -2,8 +2,10 @@
 
 On disk: any folder tree of images (:data:`benchmark.core.images.IMAGE_EXTENSIONS`, any letter
 case), found recursively in sorted order; labels and sub-folder names are ignored. Every image is
-decoded to one 8-bit grey plane by the project's one policy (:mod:`benchmark.core.images`, the
-same as the few-shot readers); ``DATA.HIGH_BIT`` chooses ``shift`` (OpenCV-equal, default) or
+decoded to one 8-bit grey plane by the project's one policy (:mod:`benchmark.core.images`; the
+decoding is the few-shot readers', the listing is not: they accept per-dataset extensions,
+case-sensitively, and the authors' pretraining reader took every file, see
+PROTOCOL.md#pretraining-input); ``DATA.HIGH_BIT`` chooses ``shift`` (OpenCV-equal, default) or
 ``minmax`` for 16-bit and float files.
 
 Training transform (the paper's): ``RandomResizedCrop(size, scale=(0.2, 1.0), bicubic)``,

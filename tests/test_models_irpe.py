@@ -101,7 +101,8 @@ def test_attention_matches_fp64_reference(grid, skip):
     out = attn(x, ids)
     ref = _reference_attention(attn, x, ids)
     assert torch.allclose(out.double(), ref, atol=1e-6, rtol=0)
-    # the test tells the unscaled query (the reference code's choice) from a scaled one
+    # the test tells the unscaled query (the SAR-JEPA authors' copy) from a scaled one (the
+    # reference iRPE code's choice)
     wrong = _reference_attention(attn, x, ids, scaled_q=True)
     assert (out.double() - wrong).abs().max() > 1e-3
     # and the table really enters: zeroing it changes the output

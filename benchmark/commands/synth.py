@@ -14,7 +14,8 @@ Write synthetic SAR chips in the real datasets' folder layouts, with no download
   OUT/synth.json, OUT/README.txt              seed, scale, counts, version, content digest
 Each class is a fixed arrangement of point and extended scatterers, rotated to a random aspect,
 on clutter with its radar shadow, with Gamma speckle and a random 8-bit mapping. The same seed
-gives byte-identical files. Scales: tiny (tests, seconds), small (demo), full (real set sizes).
+gives byte-identical files. Scales: tiny (tests, seconds), small, demo (the demo's), full (real
+set sizes).
 """
 
 

@@ -2,9 +2,11 @@
 
 The authors' readers call ``os.walk`` on the split folder and sort the file names of each folder;
 the class is the folder directly under the split folder, so deeper sub-folders belong to it.
-Directory order was that of Windows (NTFS), which equals sorted order for these datasets; here
-directories are sorted explicitly so the order does not depend on the file system. A folder's own
-files come before its sub-folders' files (``os.walk`` is top-down).
+They take directories in the file system's order (sorted on Windows NTFS, arbitrary on Linux);
+here directories are sorted explicitly so the order does not depend on the file system, which
+gives their lists only where their walk was sorted (see
+PROTOCOL.md#comparability-with-the-published-runs). A folder's own files come before its
+sub-folders' files (``os.walk`` is top-down).
 """
 
 from __future__ import annotations

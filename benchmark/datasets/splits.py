@@ -1,7 +1,7 @@
 """The few-shot split protocol and its JSON cache.
 
-Protocol (the authors' dataset readers on Dassl; PROTOCOL.md section 3), with one random stream
-seeded by the run seed:
+Protocol (the authors' dataset readers on Dassl; PROTOCOL.md#split-random-call-order), with one
+random stream seeded by the run seed:
 
 1. ``split_trainval(trainval, p_val)``: per class, ``round(n * p_val)`` shuffled items go to the
    val pool, the rest to train. For a dataset without a test split (SAR-ACD) the val pool is also

@@ -10,8 +10,9 @@ scalar loss. The engine only relies on this contract:
   a dict of 0-d detached tensors for logging.
 - ``checkpoint_state_dict()``: encoder keys unprefixed (the fine-tune ViT's names) plus the
   method's own keys; ``load_checkpoint_state_dict(sd)`` is its inverse.
-- ``no_weight_decay()``: parameter names (as in ``named_parameters()``) exempt from weight decay
-  besides biases and 1-d parameters.
+- ``no_weight_decay()``: parameter names (as in ``named_parameters()``) that
+  ``TRAIN.DECAY_TOKENS False`` exempts from weight decay besides biases and 1-d parameters (by
+  default they are decayed, as in the authors' code).
 - ``describe()``: the method/target facts recorded in the checkpoint sidecar.
 """
 
@@ -23,7 +24,8 @@ from torch import Tensor, nn
 from benchmark.core.errors import SarjepaError
 
 ENCODER_PREFIX = "encoder."
-# Tokens/embeddings are exempt from weight decay whatever their shape (matched on the last name).
+# Tokens/embeddings that TRAIN.DECAY_TOKENS False exempts from weight decay whatever their shape
+# (matched on the last name); by default they are decayed.
 NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "dist_token", "reg_token")
 
 
@@ -162,7 +164,7 @@ class PretrainMethod(nn.Module):
 
     # ------------------------------------------------------------------ optimiser / metadata
     def no_weight_decay(self) -> set[str]:
-        """Names of parameters exempt from weight decay (tokens / embeddings)."""
+        """Token / embedding parameter names (not decayed under ``TRAIN.DECAY_TOKENS False``)."""
         return {n for n, _ in self.named_parameters() if n.rsplit(".", 1)[-1] in NO_DECAY_NAMES}
 
     def describe(self) -> dict:

@@ -35,7 +35,8 @@ window ``k`` with mask ``(n, k)``, whereas upstream's tiling pairs images and wi
 different orders (with a batch divisible by ``num_window`` each image sees one window
 ``num_window`` times); bf16 autocast instead of fp16 with loss scaling.
 Init as upstream: xavier-uniform Linear layers, LayerNorm 1/0, patch embedding xavier on the
-flattened kernel, ``cls_token`` / ``mask_token`` normal(std 0.02), iRPE tables zero.
+flattened kernel, ``cls_token`` / ``mask_token`` normal(std 0.02), iRPE tables zero; except the
+patch embedding's bias, zero here and Conv2d's default uniform init upstream.
 """
 
 from __future__ import annotations

@@ -28,9 +28,10 @@ attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}.*``, ``norm.*``, ``decoder_embed.*
 upstream; 36 for FG-MAE's HOG). Upstream's ``models_vit.VisionTransformer`` (global_pool off)
 finds every encoder key in it.
 
-Init as MAE: sin-cos tables fixed; patch embedding xavier-uniform on the flattened kernel; CLS
-and mask token normal(0, 0.02) (ours: the CLS token trunc-normal, as the shared ViT); every
-Linear xavier-uniform with zero bias; LayerNorm 1 / 0.
+Init as MAE: sin-cos tables fixed; patch embedding xavier-uniform on the flattened kernel (its
+bias zero here, Conv2d's default uniform init in MAE); CLS and mask token normal(0, 0.02) (ours:
+the CLS token trunc-normal, as the shared ViT); every Linear xavier-uniform with zero bias;
+LayerNorm 1 / 0.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ encoder; upstream's constant Sobel buffers ``hogs.0.weight_x`` / ``weight_y`` ar
 
 Init as MaskFeat: Linear trunc-normal(std 0.02) with zero bias, LayerNorm 1/0, ``cls_token`` and
 ``mask_token`` trunc-normal(0.02); the patch embedding is xavier-uniform on the flattened kernel
-(MAE's; upstream keeps PyTorch's Conv2d default).
+(MAE's) with a zero bias (upstream keeps PyTorch's Conv2d default for both).
 """
 
 from __future__ import annotations

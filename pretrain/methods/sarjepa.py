@@ -18,7 +18,8 @@ sarjepa_sar_hog  sar_hog     (the target's)
 sarjepa_lowpass  lowpass     (the target's)
 ================ =========== ==========================================
 
-Forward pass (PROTOCOL.md section 1), for images (B, 1, H, W) and patch p, grid (H/p, W/p):
+Forward pass (PROTOCOL.md#sar-jepa-pretraining), for images (B, 1, H, W) and patch p, grid
+(H/p, W/p):
 
 1. ``encoder.patch_embed`` embeds the whole image once: (B, N, D).
 2. :func:`pretrain.masking.local_windows` draws, **per image**, ``num_window`` windows of
@@ -36,8 +37,11 @@ Forward pass (PROTOCOL.md section 1), for images (B, 1, H, W) and patch p, grid 
    (outside autocast), gathered with the same patch indices, and the loss is
    :func:`pretrain.methods.base.masked_mse` over the masked patches only.
 
-Init follows the authors (MAE): xavier-uniform Linear layers (encoder included), LayerNorm 1/0,
-``mask_token`` normal(std 0.02); iRPE tables and the patch embedding keep the encoder's init.
+Init as the authors (MAE) for xavier-uniform Linear layers (encoder included), LayerNorm 1/0 and
+``mask_token`` normal(std 0.02); iRPE tables and the patch embedding keep the encoder's init,
+which differs from the authors' in the patch embedding's bias (zero here, Conv2d's default
+uniform init there) and the CLS token (trunc-normal here, normal there, both std 0.02). See
+PROTOCOL.md#initialisation.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Image relative position encoding (iRPE, Wu et al., ICCV 2021) as SAR-JEPA configures it.
 
-Configuration (fixed here, see PROTOCOL.md section 2): contextual mode, "product" method, on keys
+Configuration (fixed here, see PROTOCOL.md#irpe): contextual mode, "product" method, on keys
 only, one table shared by all heads, one skip token (CLS), ratio 1.9, so
 ``alpha = 1.9``, ``beta = 3.8``, ``gamma = 15.2``.
 
@@ -9,8 +9,10 @@ only, one table shared by all heads, one skip token (CLS), ratio 1.9, so
   ``[-3, 3]``; the bucket is ``(r + 3) * 7 + (c + 3)`` (49 buckets, 0..48).
 * The CLS token's whole row and column use the extra bucket ``49`` (50 table columns in all).
 * The attention logit gets ``q_i . W[:, bucket(i, j)]`` with the *unscaled* query ``q_i`` (the
-  ``q.k`` term alone carries the ``head_dim ** -0.5`` factor); ``W`` is the parameter
-  ``lookup_table_weight`` of shape ``(1, head_dim, 50)``, initialised to zeros.
+  ``q.k`` term alone carries the ``head_dim ** -0.5`` factor), as the SAR-JEPA authors' copy of
+  iRPE computes it. The reference iRPE code (microsoft/Cream) scales ``q`` first, so its key term
+  is ``head_dim ** -0.5`` times this one. ``W`` is the parameter ``lookup_table_weight`` of shape
+  ``(1, head_dim, 50)``, initialised to zeros.
 """
 
 from __future__ import annotations

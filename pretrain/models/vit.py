@@ -65,7 +65,8 @@ class Attention(nn.Module):
         if self.rpe_k is not None:
             if rpe_index is None:
                 rpe_index = square_bucket_ids(t, x.device)
-            bias = self.rpe_k(q, rpe_index)  # unscaled q, as in the reference iRPE
+            # unscaled q, as the authors' copy of iRPE (the reference iRPE code scales q first)
+            bias = self.rpe_k(q, rpe_index)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
 
@@ -203,7 +204,8 @@ class VisionTransformer(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # patch embedding as in MAE (xavier on the flattened kernel); iRPE tables stay zero
+        # patch embedding: xavier on the flattened kernel as MAE, but a zero bias (MAE and the
+        # authors keep Conv2d's default uniform bias); iRPE tables stay zero
         w = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.patch_embed.proj.bias)
@@ -213,7 +215,8 @@ class VisionTransformer(nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        """Parameter names exempt from weight decay (timm convention)."""
+        """Names exempted from weight decay only under ``TRAIN.DECAY_TOKENS False`` (timm
+        convention); by default they are decayed (:func:`pretrain.train.param_groups`)."""
         return {"cls_token", "pos_embed"}
 
     def arch_dict(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Multi-scale SAR gradient targets of SAR-JEPA: ``gf`` (box half-windows) and ``gf_gauss``.
 
-For a half-width r and an image x in [0, 1] (PROTOCOL.md section 1, checked against the
+For a half-width r and an image x in [0, 1] (PROTOCOL.md#gf-target, checked against the
 authors' ``GF`` module in ``Pretraining/models_lomar.py``):
 
 1. x' = reflect-pad(x, r) + 0.01 (the offset is added after padding; it keeps the logs finite);
