@@ -38,10 +38,26 @@ def test_bundled_demo_config_is_complete() -> None:
     assert conf["synth"]["scale"] == "demo"
     assert conf["grid"]["shots"] == [10, 20] and conf["grid"]["seeds"] == [0, 1, 2, 3, 4]
     assert set(conf["grid"]["protocols"]) == {"logreg", "knn"}
-    assert conf["verdict"]["references"] == ["random", "sarjepa_pixel"]
+    assert conf["verdict"]["references"] == ["random", "sarjepa_pixel", "mae"]
     # the target ablation holds everything else fixed: same budget, same windows and predictor
     specs = method_specs(conf)
     assert specs["sarjepa"][1] == specs["sarjepa_pixel"][1]
+
+
+def test_gpu_preset_names_every_registered_method() -> None:
+    from pretrain.config import load_config
+    from pretrain.methods import method_names
+
+    conf = load_demo_config(preset="gpu")
+    specs = method_specs(conf)
+    common = {f"MODEL.{k}": v for k, v in conf["model"].items()}
+    common.update(conf["pretrain"]["overrides"])
+    used = set()
+    for cfg_name, own in specs.values():
+        flat = [str(x) for kv in {**common, **own}.items() for x in kv]
+        used.add(load_config(cfg_name, flat).METHOD.NAME)  # every config and override is valid
+    assert used >= set(method_names()) - set(RENAMED_OR_VARIANTS)
+    assert "finetune" in conf["grid"]["protocols"]
 
 
 def test_bad_demo_configs_are_one_line_errors(tmp_path: Path) -> None:
@@ -129,5 +145,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Capture
     first = (out / "summary.csv").read_bytes()
     assert main(["demo", "--out", str(out), "--config", str(cfg), "--device", "cpu"]) == 0
     again = capsys.readouterr().out
-    assert "synthetic data already in" in again and f"{3 * 2 * 2} already finished" in again
+    assert (
+        "synthetic data already in" in again and f"{len(methods) * 2 * 2} already finished" in again
+    )
     assert (out / "summary.csv").read_bytes() == first
