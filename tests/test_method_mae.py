@@ -147,6 +147,18 @@ def test_checkpoint_keys_match_upstream_mae():
     assert not big.decoder_pos_embed.requires_grad and not big.encoder.pos_embed.requires_grad
 
 
+def test_init_is_maes_encoder_included():
+    method = _method()
+    for name, p in method.named_parameters():
+        if name.endswith(".weight") and p.dim() == 2:  # every Linear: xavier-uniform
+            bound = math.sqrt(6.0 / (p.shape[0] + p.shape[1]))
+            assert p.abs().max() <= bound and p.abs().max() > 0.8 * bound, name
+            assert p.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.15), name
+        if name.endswith(".bias") and "patch_embed" not in name:
+            assert not p.any(), name
+    assert method.encoder.cls_token.std().item() == pytest.approx(0.02, rel=0.5)
+
+
 @pytest.mark.parametrize(
     ("extra", "pattern"),
     [

@@ -29,9 +29,8 @@ upstream; 36 for FG-MAE's HOG). Upstream's ``models_vit.VisionTransformer`` (glo
 finds every encoder key in it.
 
 Init as MAE: sin-cos tables fixed; patch embedding xavier-uniform on the flattened kernel (its
-bias zero here, Conv2d's default uniform init in MAE); CLS and mask token normal(0, 0.02) (ours:
-the CLS token trunc-normal, as the shared ViT); every Linear xavier-uniform with zero bias;
-LayerNorm 1 / 0.
+bias zero here, Conv2d's default uniform init in MAE); CLS and mask token normal(0, 0.02); every
+Linear, encoder and decoder, xavier-uniform with zero bias; LayerNorm 1 / 0.
 """
 
 from __future__ import annotations
@@ -108,8 +107,11 @@ class MaskedAutoencoder(PretrainMethod):
         )
         self.decoder_norm = nn.LayerNorm(decoder_dim, eps=encoder.norm_eps)
         self.decoder_pred = nn.Linear(decoder_dim, int(target.dim))
-        for part in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
-            part.apply(init_weights_mae)
+        # MAE's initialize_weights: every Linear (encoder included) xavier-uniform with zero bias,
+        # LayerNorm 1 / 0, CLS and mask token normal(0, 0.02); the patch embedding is already
+        # xavier-uniform on its flattened kernel (the shared ViT's init)
+        self.apply(init_weights_mae)
+        nn.init.normal_(encoder.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
     def encode(self, images: Tensor, ids_keep: Tensor) -> Tensor:
