@@ -9,6 +9,7 @@ checkpoints load after stripping ``module.``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,6 +39,11 @@ ARCH_KEYS = (
 class Attention(nn.Module):
     """Multi-head self-attention through ``scaled_dot_product_attention``.
 
+    Setting ``attn_hook`` to a callable switches this module to an explicit softmax
+    (``softmax(q k^T / sqrt(head_dim) + bias)`` in float32, then ``@ v``) that hands the
+    attention probabilities ``(B, H, T, T)`` to the hook on every forward (attention analyses);
+    with ``attn_hook`` None (the default) the fused kernel runs and nothing is kept.
+
     Args:
         dim: token width ``D``; must be divisible by ``num_heads``.
         num_heads: number of heads ``H``.
@@ -54,6 +60,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.rpe_k = ContextualKeyRPE(self.head_dim) if rpe else None
+        self.attn_hook: Callable[[Tensor], None] | None = None
 
     def forward(self, x: Tensor, rpe_index: Tensor | None = None) -> Tensor:
         """Args: x ``(B, T, D)``; rpe_index ``(T, T)`` bucket ids (inferred for a square grid
@@ -67,8 +74,21 @@ class Attention(nn.Module):
                 rpe_index = square_bucket_ids(t, x.device)
             # unscaled q, as the authors' copy of iRPE (the reference iRPE code scales q first)
             bias = self.rpe_k(q, rpe_index)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if self.attn_hook is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            out = self._explicit_attention(q, k, v, bias)
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
+
+    def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
+        """The fused kernel's computation written out; ``attn_hook`` gets the probabilities."""
+        logits = torch.matmul(q, k.transpose(-2, -1)).float() * self.head_dim**-0.5
+        if bias is not None:
+            logits = logits + bias.float()
+        probs = logits.softmax(dim=-1)  # (B, H, T, T), float32
+        assert self.attn_hook is not None
+        self.attn_hook(probs)
+        return torch.matmul(probs.to(v.dtype), v)
 
 
 class Block(nn.Module):
