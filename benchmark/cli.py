@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
@@ -46,8 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SarjepaError as exc:
         if debug:
+            if exc.worker_traceback:  # the DataLoader worker's own traceback, as torch gave it
+                print(exc.worker_traceback, file=sys.stderr)
             raise
         print(f"sarjepa: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk met outside the atomic writers (e.g. a log file)
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"sarjepa: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sarjepa: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from benchmark.core.errors import SarjepaError
+from benchmark.core.runtime import stop_workers
 from pretrain.distributed import DistInfo, all_reduce_mean
 
 SYNC_EVERY = 10  # optimiser steps between host syncs of the loss (finite check, progress bar)
@@ -52,15 +53,21 @@ def loader_error(exc: Exception) -> SarjepaError:
 
 
 def next_batch(it):
-    """``next(it)`` with worker-side ``SarjepaError``s turned back into one-line errors."""
+    """``next(it)`` with worker-side ``SarjepaError``s turned back into one-line errors.
+
+    A ``SarjepaError`` from a worker arrives as one already (its constructor keeps the original
+    line and the worker's traceback); any other class that carries one in its text (torch falls
+    back to ``RuntimeError`` when it cannot rebuild a class) is turned into one.
+    """
     try:
         return next(it)
     except StopIteration:
         raise
     except Exception as exc:  # errors from workers arrive wrapped, with a traceback text
-        if isinstance(exc, SarjepaError) or "SarjepaError" in str(exc):
-            raise loader_error(exc) from None
-        raise
+        stop_workers(it)  # now, not when the garbage collector frees the iterator (~5 s)
+        if isinstance(exc, SarjepaError) or "SarjepaError" not in str(exc):
+            raise
+        raise loader_error(exc) from None
 
 
 @dataclass

@@ -2,6 +2,6 @@
 ``dassl_patches`` import.
 
 errors (one-line user errors), registry (name -> object), io (the one atomic write), images (the
-one grey-decoding policy and image-extension list), runtime (device, AMP, seeding), provenance
-(code version, file hashes, data fingerprints), configs (yacs helpers).
+one grey-decoding policy and image-extension list), runtime (device, AMP, seeding, DataLoader
+iteration), provenance (code version, file hashes, data fingerprints), configs (yacs helpers).
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -11,7 +12,44 @@ class SarjepaError(Exception):
 
     The CLI prints ``sarjepa: error: <message>`` and exits with status 2 without a traceback
     (unless ``--debug``). Messages must be a single line and name what is at fault.
+
+    Raised inside a DataLoader worker, the error reaches the main process through torch, which
+    re-creates it with its own text (``Caught SarjepaError in DataLoader worker process N.``, the
+    worker's traceback, then the original line). The original line is kept as the message and
+    torch's whole text as :attr:`worker_traceback` (``--debug`` prints it).
     """
+
+    #: torch's text (worker traceback) when the error crossed from a DataLoader worker, else "".
+    worker_traceback: str = ""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str) and _is_worker_text(args[0]):
+            self.worker_traceback = args[0]
+            args = (_original_line(args[0], type(self).__name__),)
+        super().__init__(*args)
+
+
+class FileWriteError(SarjepaError, OSError):
+    """Writing a file failed (full disk, permissions, ...); nothing was replaced.
+
+    An ``OSError`` too (``errno`` is the original one), so callers that tolerate failed writes
+    (caches) keep catching ``OSError``; the CLI prints it as one line like any input error.
+    """
+
+
+def _is_worker_text(text: str) -> bool:
+    """True for the message torch builds when it re-raises a DataLoader worker's exception."""
+    return text.startswith("Caught ") and "\nOriginal Traceback" in text
+
+
+def _original_line(text: str, cls_name: str) -> str:
+    """The original message inside torch's worker text (the traceback's last exception line)."""
+    pattern = re.compile(rf"^(?:[\w.]+\.)?{re.escape(cls_name)}: (.*)$", re.MULTILINE)
+    found = pattern.findall(text)
+    if found:
+        return found[-1].strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else cls_name
 
 
 def closest(name: str, choices: Iterable[str]) -> str:

@@ -4,12 +4,16 @@
   torchrun ``cuda`` / ``auto`` mean this process's ``cuda:LOCAL_RANK``.
 - Numeric modes: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16``, ``off`` (fp32). There is
   no fp16 mode (no loss scaling anywhere).
+- DataLoaders are iterated through :func:`iterate`, which stops their worker processes as soon as
+  an error (an unreadable image in a worker) passes through.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +21,7 @@ import torch
 from benchmark.core.errors import SarjepaError, unknown
 
 AMP_MODES = ("auto", "bf16", "off")
+T = TypeVar("T")
 _M1, _M2, _M3 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
 
@@ -92,3 +97,27 @@ def mix_seed(*parts: int) -> int:
         h = (h ^ (h >> 31)) * _M2 & 0xFFFFFFFFFFFFFFFF
         h = (h ^ (h >> 29)) * _M3 & 0xFFFFFFFFFFFFFFFF
     return h & 0x7FFFFFFFFFFFFFFF
+
+
+def stop_workers(iterator: object) -> None:
+    """Stop the worker processes of a DataLoader iterator now (anything else: nothing).
+
+    Left to the garbage collector (an iterator held by an exception's traceback is freed when the
+    cycle is collected, often much later), torch's shutdown waits about 5 s per worker.
+    """
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if callable(shutdown):
+        shutdown()
+
+
+def iterate(loader: Iterable[T]) -> Iterator[T]:
+    """Iterate ``loader``; if an error is raised (e.g. by a worker), stop its workers first.
+
+    A normal end is left to torch (persistent workers stay up for the next epoch).
+    """
+    it = iter(loader)
+    try:
+        yield from it
+    except Exception:
+        stop_workers(it)
+        raise

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampl
 
 from benchmark.backbone import encoder_from_cfg
 from benchmark.core.errors import SarjepaError, unknown
-from benchmark.core.runtime import autocast
+from benchmark.core.runtime import autocast, iterate
 from benchmark.evaluator import Classification
 from benchmark.features import Backbone, ImageDataset
 from benchmark.trainers.optim import build_optimizer, lr_per_epoch, set_lr
@@ -51,7 +51,7 @@ def preload(data: Dataset, num_workers: int = 0, batch_size: int = 64) -> Tensor
     )
     xs, ys = [], []
     with torch.random.fork_rng(devices=[]):
-        for x, y in loader:
+        for x, y in iterate(loader):
             xs.append(x)
             ys.append(torch.as_tensor(y, dtype=torch.int64))
     return TensorDataset(torch.cat(xs), torch.cat(ys))
@@ -245,7 +245,7 @@ class TrainerBase:
             losses: list[Tensor] = []
             accs: list[Tensor] = []
             end = time.time()
-            for i, (x, y) in enumerate(loader):
+            for i, (x, y) in enumerate(iterate(loader)):
                 data_time.update(time.time() - end)
                 loss, acc = self._step(x, y)
                 losses.append(loss)
@@ -296,7 +296,7 @@ class TrainerBase:
         self.model.eval()
         evaluator = Classification(self.lab2cname, bool(self.cfg.TEST.PER_CLASS_RESULT), self.log)
         self.log(f"Evaluate on the *{split}* set")
-        for x, y in self._loader(self.test_dataset(items), train=False):
+        for x, y in iterate(self._loader(self.test_dataset(items), train=False)):
             with autocast(self.device, self.amp):
                 logits = self.forward_test(x.to(self.device, non_blocking=True))
             evaluator.process(logits.float(), y)
