@@ -16,14 +16,21 @@ Layout of an output folder written by ``sarjepa pretrain``::
 Methods whose upstream code saves another layout (I-JEPA: ``encoder``, ``predictor``,
 ``target_encoder``, ``opt``, ``epoch``, ...) write that layout instead; the sidecar is the same.
 Every file is written with :func:`benchmark.core.io.atomic_write`, so a crash never leaves a
-truncated checkpoint. Loading for the benchmark (any format) lives in ``pretrain/weights.py``.
+truncated checkpoint. The ``.pth`` is written to a temporary file, then the sidecar, and only then
+is the ``.pth`` renamed into place: a failure in either write (a full disk) leaves both previous
+files as they were, and a ``.pth`` (what ``--resume auto`` looks for) always has its sidecar. A
+kill during a write can leave a hidden ``.<name>.<random>.tmp`` file, removed by
+:func:`remove_stale_temps` when the run restarts.
+Loading for the benchmark (any format) lives in ``pretrain/weights.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -34,6 +41,8 @@ from benchmark.core.provenance import code_version
 
 SIDECAR_FORMAT = "sarjepa-pretrain/1"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)\.pth$")
+# temporary files of atomic_write (``.<name>.<mkstemp part>.tmp``) for the files a run writes
+_TEMP_RE = re.compile(r"^\.(checkpoint-\d+\.(pth|json)|config\.yaml|log\.txt)\.\w+\.tmp$")
 
 
 def checkpoint_path(out_dir: str | os.PathLike, epoch: int) -> Path:
@@ -66,7 +75,9 @@ def find_latest(out_dir: str | os.PathLike) -> Path | None:
 
 
 def save_checkpoint(out_dir: str | os.PathLike, epoch: int, entries: dict, sidecar: dict) -> Path:
-    """Write ``checkpoint-<epoch>.pth`` then its sidecar, both atomically; return the .pth path.
+    """Write ``checkpoint-<epoch>.pth`` and its sidecar atomically; return the .pth path.
+
+    Order: the ``.pth``'s temporary file, the sidecar (atomically), the ``.pth``'s rename.
 
     Args:
         out_dir: output folder (created if needed).
@@ -75,17 +86,53 @@ def save_checkpoint(out_dir: str | os.PathLike, epoch: int, entries: dict, sidec
         sidecar: the metadata dict; ``format`` and ``epoch`` are filled in here.
     """
     path = checkpoint_path(out_dir, epoch)
-    atomic_torch_save(entries, path)
     meta = {"format": SIDECAR_FORMAT, **sidecar, "epoch": int(epoch)}
-    atomic_write_json(meta, sidecar_path(path), indent=2)
+    atomic_torch_save(
+        entries, path, before_replace=lambda: atomic_write_json(meta, sidecar_path(path), indent=2)
+    )
     return path
+
+
+def remove_stale_temps(out_dir: str | os.PathLike) -> list[str]:
+    """Delete the temporary files a killed run left in ``out_dir``; return their names."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    stale = sorted(p.name for p in out.iterdir() if _TEMP_RE.match(p.name) and p.is_file())
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    return stale
+
+
+def describe_load_error(path: str | os.PathLike, exc: BaseException) -> str:
+    """What is wrong with a file ``torch.load`` refused, in a few words (for one-line errors)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    if size == 0:
+        return "the file is empty"
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(p):
+        return f"truncated ({size} bytes, the end of its zip archive is missing)"
+    if isinstance(exc, pickle.UnpicklingError):
+        glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if glob:
+            return f"it holds a '{glob.group(1)}' object, which safe (weights_only) loading refuses"
+    if head[:1] != b"\x80" and head != b"PK\x03\x04":
+        return "not a PyTorch file (neither a zip archive nor a pickle)"
+    first = " ".join(str(exc).split()).split(". ")[0][:160] or type(exc).__name__
+    return f"damaged or truncated ({first})"
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint dict (``weights_only=True``, on CPU).
 
     Raises:
-        SarjepaError: missing, truncated or foreign file (the message names it).
+        SarjepaError: missing, truncated or foreign file (the message names it and says what is
+            wrong).
     """
     path = Path(path)
     if not path.is_file():
@@ -93,10 +140,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise SarjepaError(f"cannot load checkpoint '{path}': {reason}") from None
+        raise SarjepaError(
+            f"cannot load checkpoint '{path}': {describe_load_error(path, exc)}"
+        ) from None
     if not isinstance(obj, dict) or "epoch" not in obj:
-        raise SarjepaError(f"checkpoint '{path}' is not a pretraining checkpoint (no 'epoch')")
+        what = f"a {type(obj).__name__}" if not isinstance(obj, dict) else "a dict without 'epoch'"
+        raise SarjepaError(
+            f"checkpoint '{path}' is not a pretraining checkpoint of sarjepa pretrain (it holds "
+            f"{what})"
+        )
+    epoch = obj["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise SarjepaError(f"checkpoint '{path}': 'epoch' is {epoch!r}, not an epoch number")
     return obj
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write_text
+from benchmark.core.io import atomic_write_text, write_error
 from benchmark.core.runtime import amp_dtype, mix_seed, resolve_amp
 from pretrain import checkpoints as ck
 from pretrain.data import build_pretrain_dataset, seed_worker
@@ -248,7 +248,12 @@ def restore(run: Run, resume_path: Path | None) -> int:
     """Load weights, optimiser and method state from ``resume_path``; return the start epoch."""
     if resume_path is None:
         return 0
-    state = ck.load_checkpoint(resume_path)
+    try:
+        state = ck.load_checkpoint(resume_path)
+    except SarjepaError as exc:
+        earlier = [p for e, p in ck.list_checkpoints(resume_path.parent) if p != resume_path]
+        hint = f" (move it away to resume from {earlier[-1].name})" if earlier else ""
+        raise SarjepaError(f"{exc}{hint}") from None
     args = state.get("args") if isinstance(state.get("args"), dict) else {}
     trained = (ck.read_sidecar(resume_path) or {}).get("method") or args.get("method")
     if trained:
@@ -261,11 +266,11 @@ def restore(run: Run, resume_path: Path | None) -> int:
             f"checkpoint '{resume_path}' was trained with method '{trained}', "
             f"the config says '{run.method.name}'"
         )
-    opt_state = run.method.restore_checkpoint_entries(state, str(resume_path))
+    opt_state = _restore_entries(run, state, resume_path)
     if opt_state:
         try:
             run.optimizer.load_state_dict(opt_state)
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise SarjepaError(
                 f"checkpoint '{resume_path}': optimiser state does not fit this run ({exc})"
             ) from None
@@ -277,9 +282,28 @@ def restore(run: Run, resume_path: Path | None) -> int:
     return start
 
 
+def _restore_entries(run: Run, state: dict, path: Path) -> dict | None:
+    """The method's restore, with any mismatch reported as one line naming the checkpoint."""
+    try:
+        return run.method.restore_checkpoint_entries(state, str(path))
+    except SarjepaError as exc:
+        if str(path) in str(exc):
+            raise
+        raise SarjepaError(f"checkpoint '{path}': {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SarjepaError(
+            f"checkpoint '{path}' does not fit method '{run.method.name}': {reason}"
+        ) from None
+
+
 def _log_epoch(run: Run, epoch: int, stats: dict, writer) -> None:
-    with open(run.out / "log.txt", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"epoch": epoch, **stats}) + "\n")
+    log_path = run.out / "log.txt"
+    try:  # appended, not atomic: a resumed run drops a torn last line (_trim_log)
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"epoch": epoch, **stats}) + "\n")
+    except OSError as exc:
+        raise write_error(log_path, exc) from exc
     if writer is not None:
         for key, value in stats.items():
             if isinstance(value, (int, float)):
@@ -295,6 +319,8 @@ def fit(run: Run, start_epoch: int) -> dict:
     writer = None
     if info.is_main:
         run.out.mkdir(parents=True, exist_ok=True)
+        for name in ck.remove_stale_temps(run.out):
+            _say(info, f"removed {name}, left by an interrupted write")
         atomic_write_text(cfg.dump(), run.out / "config.yaml")
         _trim_log(run.out / "log.txt", start_epoch)
         writer = _tensorboard(run.out, bool(cfg.TRAIN.TENSORBOARD))

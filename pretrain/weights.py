@@ -33,9 +33,11 @@ the global RNG.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pickle
 import re
-from collections.abc import Callable, Mapping
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ from torch import Tensor
 
 from benchmark.core.errors import SarjepaError
 from benchmark.core.provenance import cached_file_sha256
-from pretrain.checkpoints import read_sidecar
+from pretrain.checkpoints import describe_load_error, read_sidecar
 from pretrain.models import VisionTransformer, build_vit
 from pretrain.weights_arch import (
     block_index,
@@ -93,32 +95,76 @@ class LoadedEncoder:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``; ``argparse.Namespace`` allowed).
 
+    Args:
+        path: the file.
+        mmap: map the tensors' storage instead of reading it (zip-format files only; others
+            are read): a cheap look at the structure.
+
     Raises:
-        SarjepaError: the file is missing, unreadable, needs unsafe unpickling or is not a dict.
+        SarjepaError: the file is missing, truncated, not a PyTorch file, needs unsafe
+            unpickling or is not a dict (one line naming it and what is wrong).
     """
     p = Path(path)
     if not p.is_file():
         raise SarjepaError(f"checkpoint '{path}' does not exist")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            obj = torch.load(
+                p, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(p)
+            )
     except pickle.UnpicklingError as exc:
         glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         if glob is None:
-            raise SarjepaError(f"checkpoint '{path}' is not a readable PyTorch file") from None
+            what = describe_load_error(p, exc)
+            raise SarjepaError(
+                f"checkpoint '{path}' is not a readable PyTorch file: {what}"
+            ) from None
         raise SarjepaError(
             f"checkpoint '{path}' cannot be loaded safely (weights_only): it holds a "
             f"'{glob.group(1)}' object; re-save its state dict with torch.save"
         ) from None
     except Exception as exc:  # corrupt zip, truncated file, not a torch file ...
-        msg = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise SarjepaError(f"checkpoint '{path}' is not a readable PyTorch file: {msg}") from None
+        what = describe_load_error(p, exc)
+        raise SarjepaError(f"checkpoint '{path}' is not a readable PyTorch file: {what}") from None
     if not isinstance(obj, dict):
         raise SarjepaError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a dict")
     return obj
+
+
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """Errors about a checkpoint's contents become one line naming the file."""
+    try:
+        yield
+    except SarjepaError as exc:
+        if path in str(exc):
+            raise
+        raise SarjepaError(f"checkpoint '{path}': {exc}") from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SarjepaError(
+            f"checkpoint '{path}' has a layout this loader does not understand: {reason}"
+        ) from exc
+
+
+def check_checkpoint(path: str | Path, weights_key: str = "") -> str:
+    """Cheaply check that ``path`` holds an encoder this module can load; return its format.
+
+    The tensors are memory-mapped, not read (zip-format files), so a grid can check every
+    checkpoint before its first cell. The architecture is checked when a cell loads it.
+
+    Raises:
+        SarjepaError: missing, truncated or foreign file, or no ViT encoder inside (one line).
+    """
+    path = str(path)
+    ckpt = read_checkpoint(path, mmap=True)
+    with _naming(path):
+        fmt = detect_format(ckpt, read_sidecar(path))
+        select_state_dict(ckpt, fmt, weights_key)
+    return fmt
 
 
 def strip_module(sd: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,18 +363,19 @@ def load_encoder(
     path = str(path)
     ckpt = read_checkpoint(path)
     meta = read_sidecar(path)
-    fmt = detect_format(ckpt, meta)
-    sd, source = select_state_dict(ckpt, fmt, weights_key)
-    args = _args_dict(ckpt)
-    base = infer_arch(sd, fmt)
-    if fmt == "sarjepa":
-        base.update(meta.get("arch") or args.get("arch") or {})
-    if "img_size" not in base:
-        size = args.get("input_size") or default_img_size
-        if size:
-            base["img_size"] = tuple(size) if isinstance(size, (list, tuple)) else int(size)
-    hints = tuple(str(h) for h in (args.get("model", ""), name_hint) if h)
-    arch = resolve_arch(base, overrides, hints)
+    with _naming(path):
+        fmt = detect_format(ckpt, meta)
+        sd, source = select_state_dict(ckpt, fmt, weights_key)
+        args = _args_dict(ckpt)
+        base = infer_arch(sd, fmt)
+        if fmt == "sarjepa":
+            base.update(meta.get("arch") or args.get("arch") or {})
+        if "img_size" not in base:
+            size = args.get("input_size") or default_img_size
+            if size:
+                base["img_size"] = tuple(size) if isinstance(size, (list, tuple)) else int(size)
+        hints = tuple(str(h) for h in (args.get("model", ""), name_hint) if h)
+        arch = resolve_arch(base, overrides, hints)
     try:
         model = _build_uninitialised(arch)
     except (ValueError, TypeError) as exc:
