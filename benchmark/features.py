@@ -16,13 +16,15 @@ image is identified by its resolved path *and* its size and modification time, s
 replaced file is re-extracted; the stamps of the requested files form the dataset file-list
 fingerprint. Random-init backbones are never cached. Stores are replaced atomically (temporary file
 + rename); two processes updating one store concurrently may lose each other's additions (they are
-recomputed later), never corrupt it.
+recomputed later), never corrupt it. A store that cannot be read (damaged on disk, arrays that do
+not fit together) is reported with a warning and rebuilt from the images.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,9 +38,10 @@ from torch.utils.data import DataLoader, Dataset
 from benchmark import __version__
 from benchmark.core.errors import SarjepaError
 from benchmark.core.io import atomic_numpy_save, atomic_write_json
-from benchmark.core.runtime import autocast
+from benchmark.core.runtime import autocast, iterate
 
 FEATURE_CODE_VERSION = "1"
+logger = logging.getLogger("sarjepa.features")
 
 
 class Backbone(nn.Module):
@@ -127,7 +130,8 @@ def extract(
     backbone.eval()
     out = []
     with torch.random.fork_rng(devices=[]):
-        for x, _ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        batches = iterate(loader)
+        for x, _ in tqdm(batches, total=len(loader), desc=desc, disable=not progress, leave=False):
             with autocast(device, amp):
                 f = backbone(x.to(device, non_blocking=True))
             out.append(f.float().cpu())
@@ -168,13 +172,24 @@ class FeatureStore:
         self.key = cache_key(self.spec)
         self.path = self.directory / f"{self.key}.npz"
 
-    def _read(self) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    def _read(self, warn: bool = True) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+        """``(files, stamps (N, 2), features (N, D))`` of the store; None if absent or damaged
+        (a damaged store is treated as absent, with a warning, and rewritten by :meth:`add`)."""
         if not self.path.is_file():
             return None
         try:
             with np.load(self.path, allow_pickle=False) as z:
-                return z["files"].tolist(), z["stamps"], z["features"]
-        except Exception:  # a damaged store is treated as absent and rewritten
+                files, stamps, feats = z["files"].tolist(), z["stamps"], z["features"]
+            n = len(files)
+            if stamps.shape != (n, 2) or feats.ndim != 2 or feats.shape[0] != n:
+                raise ValueError(f"arrays of {n} files, stamps {stamps.shape}, {feats.shape}")
+            return files, stamps, feats
+        except Exception as exc:  # zip, npy or shape errors: rebuild
+            if warn:
+                reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+                logger.warning(
+                    "feature cache '%s' is unreadable (%s): rebuilding it", self.path, reason
+                )
             return None
 
     def lookup(self, files: list[str], stamps: np.ndarray) -> tuple[np.ndarray | None, list[int]]:
@@ -201,7 +216,7 @@ class FeatureStore:
     def add(self, files: list[str], stamps: np.ndarray, feats: np.ndarray) -> None:
         """Merge entries into the store (newer stamps win) and rewrite it atomically."""
         merged: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        stored = self._read()
+        stored = self._read(warn=False)  # lookup() has warned about a damaged store
         if stored is not None and stored[2].shape[1] == feats.shape[1]:
             for f, s, v in zip(*stored):
                 merged[f] = (s, v)
@@ -245,7 +260,10 @@ def cached_extract(
     new = extract(backbone, [paths[i] for i in missing], transform, device, **kwargs)
     out = torch.zeros(len(paths), new.shape[1]) if found is None else torch.from_numpy(found)
     out[missing] = new
-    store.add([files[i] for i in missing], stamps[missing], new.numpy())
+    try:
+        store.add([files[i] for i in missing], stamps[missing], new.numpy())
+    except OSError as exc:  # a cache that cannot be written (full disk): the run goes on
+        logger.warning("feature cache not updated: %s", exc)
     log(
         f"Features of {len(paths)} images: {len(missing)} extracted, "
         f"{len(paths) - len(missing)} from the cache ({store.key})"

@@ -16,7 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "VALUE pairs override the benchmark config (e.g. MODEL.WEIGHTS_KEY encoder, RUN.DEVICE "
         "cpu, RUN.AMP off).",
     )
-    p.add_argument("--weights", required=True, help="checkpoint file (MODEL.INIT_WEIGHTS)")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="checkpoint file (MODEL.INIT_WEIGHTS), or none for a random init of "
+        "MODEL.BACKBONE.NAME (as in grid; seeded by SEED when SEED >= 0)",
+    )
     p.add_argument("--images", nargs="+", required=True, metavar="PATH", help="images or folders")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--pool", choices=("cls", "mean"), default=None, help="default: the model's")
@@ -56,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise SarjepaError("--batch-size must be >= 1")
-    overrides = {"MODEL.INIT_WEIGHTS": args.weights}
+    random_init = args.weights.strip().lower() == "none"
+    overrides = {"MODEL.INIT_WEIGHTS": "" if random_init else args.weights}
     if args.pool:
         overrides["MODEL.POOL"] = args.pool
     check_trailing_opts(args.opts)
@@ -68,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if out.parent and not out.parent.is_dir():
         raise SarjepaError(f"output folder '{out.parent}' does not exist")
     device, amp = device_and_amp(cfg)
+    if random_init and int(cfg.SEED) >= 0:
+        from benchmark.core.runtime import seed_everything
+
+        seed_everything(int(cfg.SEED))  # the random weights of a grid cell with this seed
     weights = encoder_from_cfg(cfg)
     backbone = Backbone(weights.encoder).to(device)
     feats = extract(

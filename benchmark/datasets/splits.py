@@ -219,12 +219,12 @@ def _load(
         with open(path, encoding="utf-8") as f:
             payload = json.load(f)
         if payload.get("format") != SPLIT_FORMAT:
-            return None
+            raise ValueError(f"format {payload.get('format')!r}")
         index = _rel_index(trainval, test)
         train, val, test_items = ([index[r] for r in payload[k]] for k in ("train", "val", "test"))
         return train, val, test_items
-    except (OSError, ValueError, KeyError, TypeError):
-        log.warning("ignoring an unreadable or stale split cache file '%s'", path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        log.warning("ignoring an unreadable or stale split cache file '%s': rebuilding it", path)
         return None
 
 
