@@ -14,6 +14,13 @@ without one is redone from scratch (its folder is emptied first); a failed cell 
 ``error.json`` and is skipped on the next run unless ``retry_failed``. Each cell seeds
 ``random``, numpy and torch from its own seed, so the order or process it runs in does not
 change its result.
+
+Several ``sarjepa grid`` processes may share one RUN_DIR: a cell runs only while its process
+holds an exclusive ``flock`` on the cell folder's ``.lock`` file (taken without waiting; the
+file holds the holder's pid and is never removed). A cell whose lock is held elsewhere is
+skipped and reported as running in another process; a cell that another process finished or
+failed since this one listed it is skipped too. Files are only replaced atomically, so no
+process sees a half-written one.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +48,7 @@ DEFAULT_PROTOCOLS = ("finetune", "linear")  # the paper's grid; knn / logreg on 
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
 DEFAULT_SHOTS = (10, 20, 40)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+LOCK_NAME = ".lock"  # in each cell folder; held (flock) by the process running the cell
 
 
 @dataclass
@@ -145,6 +153,7 @@ def validate(spec: GridSpec) -> list[Cell]:
     for name, weights in spec.methods.items():
         if weights.lower() != "none" and not Path(weights).is_file():
             raise SarjepaError(f"weights of method '{name}' not found: {weights}")
+    _check_weights(spec)
     for proto in spec.protocols:
         if proto not in PROTOCOLS:
             from benchmark.core.errors import unknown
@@ -167,6 +176,21 @@ def validate(spec: GridSpec) -> list[Cell]:
                     for s in spec.seeds:
                         cells.append(Cell(name, weights, d, int(k), int(s), proto))
     return cells
+
+
+def _check_weights(spec: GridSpec) -> None:
+    """Refuse a truncated or foreign checkpoint before any cell (tensors memory-mapped, cheap)."""
+    from pretrain.weights import check_checkpoint
+
+    opts = list(spec.overrides)
+    keys = [opts[i + 1] for i in range(0, len(opts) - 1, 2) if opts[i] == "MODEL.WEIGHTS_KEY"]
+    for name, weights in spec.methods.items():
+        if weights.lower() == "none":
+            continue
+        try:
+            check_checkpoint(weights, keys[-1] if keys else "")
+        except SarjepaError as exc:
+            raise SarjepaError(f"method '{name}': {exc}") from None
 
 
 def cell_state(run_dir: Path, cell: Cell) -> str:
@@ -201,22 +225,85 @@ def cell_opts(spec: GridSpec, cell: Cell, run_dir: Path, device: str | None) -> 
     return opts + list(spec.overrides) + list(spec.protocol_overrides.get(cell.protocol, []))
 
 
-def run_cell(
-    spec_dict: dict, cell_dict: dict, run_dir: str, device: str | None, progress: bool
-) -> dict:
-    """Run one cell in this process; returns ``{"state": "done"|"failed", ...}``.
+@contextlib.contextmanager
+def cell_lock(folder: Path) -> Iterator[int | None]:
+    """Try to take the cell's lock without waiting: yields None when this process holds it,
+    else the pid of the holder (0 if it has not written it yet).
 
-    Module-level and argument-plain so that process pools and submitit can pickle it.
+    The lock is an exclusive ``fcntl.flock`` on ``folder/.lock``, released when the file is
+    closed (also when the process dies). Where the file system or the platform has no flock the
+    cell runs unlocked.
     """
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: run unlocked
+        yield None
+        return
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        holder: int | None = None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            holder = int(text) if text.isdigit() else 0
+        except OSError:
+            pass  # a file system without locks: run unlocked
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield holder
+    finally:
+        os.close(fd)
+
+
+def _clear_cell(folder: Path) -> None:
+    """Remove everything in a cell folder but its lock file (an unfinished or retried cell)."""
+    for entry in folder.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def run_cell(
+    spec_dict: dict,
+    cell_dict: dict,
+    run_dir: str,
+    device: str | None,
+    progress: bool,
+    seen: str = "",
+) -> dict:
+    """Run one cell in this process; returns ``{"state": ..., ...}``.
+
+    States: ``"done"`` / ``"failed"`` (run here), ``"running"`` (its lock is held by process
+    ``pid``), ``"done_elsewhere"`` / ``"failed_elsewhere"`` (its state changed from ``seen``,
+    what the caller listed, while it waited: another process ran it). Module-level and
+    argument-plain so that process pools and submitit can pickle it.
+    """
+    spec, cell, root = GridSpec(**spec_dict), Cell(**cell_dict), Path(run_dir)
+    out = root / cell.rel_dir()
+    with cell_lock(out) as holder:
+        if holder is not None:
+            return {"state": "running", "pid": holder, "time": 0.0}
+        now = cell_state(root, cell)
+        if seen and now != seen and now in ("done", "failed"):
+            return {"state": f"{now}_elsewhere", "time": 0.0}
+        _clear_cell(out)  # unfinished or retried: redo from scratch
+        return _run_locked_cell(spec, cell, root, device, progress)
+
+
+def _run_locked_cell(
+    spec: GridSpec, cell: Cell, root: Path, device: str | None, progress: bool
+) -> dict:
     import benchmark.trainers  # noqa: F401  (registers trainer config keys)
     from benchmark.cell import run as run_training
     from benchmark.config import load_cfg
 
-    spec, cell, root = GridSpec(**spec_dict), Cell(**cell_dict), Path(run_dir)
     out = root / cell.rel_dir()
-    if out.exists():
-        shutil.rmtree(out)  # unfinished or retried: redo from scratch
-    out.mkdir(parents=True)
     t0 = time.time()
     try:
         opts = cell_opts(spec, cell, root, device)
@@ -238,7 +325,7 @@ def run_cell(
     except Exception as exc:  # a failed cell is recorded, the grid goes on
         err = {
             "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(),
+            "traceback": traceback.format_exc() + getattr(exc, "worker_traceback", ""),
             "cell": asdict(cell),
         }
         atomic_write_json(err, out / "error.json", indent=2)
@@ -308,6 +395,7 @@ def run_grid(
         "skipped_failed": 0 if retry_failed else sum(s == "failed" for s in states.values()),
         "done": 0,
         "failed": 0,
+        "running": 0,
     }
     log(
         f"grid: {len(cells)} cells, {counts['skipped_done']} already finished, "
@@ -322,8 +410,10 @@ def run_grid(
     bar = tqdm(total=len(todo), desc="grid", unit="cell", dynamic_ncols=True)
 
     def record(cell: Cell, res: dict) -> None:
-        counts[res["state"]] += 1
         bar.update(1)
+        if _skipped_elsewhere(cell, res, counts, log):
+            return
+        counts[res["state"]] += 1
         if res["state"] == "failed":
             log(f"grid: FAILED {cell.rel_dir()}: {res['error']}")
             if fail_fast:
@@ -336,11 +426,11 @@ def run_grid(
     try:
         if executor == "local" and jobs <= 1:
             for c in todo:
-                record(c, run_cell(spec_dict, asdict(c), str(run_dir), device, False))
+                record(c, run_cell(spec_dict, asdict(c), str(run_dir), device, False, states[c]))
         elif executor == "local":
-            _run_pool(todo, spec_dict, run_dir, jobs, device, record)
+            _run_pool(todo, spec_dict, run_dir, jobs, device, record, states)
         elif executor in ("slurm", "submitit-local"):
-            _run_submitit(todo, spec_dict, run_dir, executor, device, slurm or {}, record)
+            _run_submitit(todo, spec_dict, run_dir, executor, device, slurm or {}, record, states)
         else:
             from benchmark.core.errors import unknown
 
@@ -348,6 +438,25 @@ def run_grid(
     finally:
         bar.close()
     return counts
+
+
+def _skipped_elsewhere(cell: Cell, res: dict, counts: dict, log: Callable[[str], None]) -> bool:
+    """Count and report a cell another process holds or finished; False for one run here."""
+    state = res["state"]
+    if state == "running":
+        counts["running"] += 1
+        log(
+            f"grid: skipped {cell.rel_dir()}: running in another process "
+            f"(pid {res.get('pid') or 'unknown'})"
+        )
+        return True
+    if state in ("done_elsewhere", "failed_elsewhere"):
+        what = state.split("_")[0]
+        counts[f"skipped_{what}"] += 1
+        how = "finished" if what == "done" else "failed"
+        log(f"grid: skipped {cell.rel_dir()}: {how} by another process")
+        return True
+    return False
 
 
 def write_outputs(run_dir: str | Path, reference: str | list[str] | None = None) -> dict:
@@ -370,7 +479,7 @@ def _worker_init(gpu_queue, threads: int) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
 
 
-def _run_pool(todo, spec_dict, run_dir, jobs, device, record) -> None:
+def _run_pool(todo, spec_dict, run_dir, jobs, device, record, seen) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -386,7 +495,7 @@ def _run_pool(todo, spec_dict, run_dir, jobs, device, record) -> None:
         jobs, mp_context=ctx, initializer=_worker_init, initargs=(queue, threads)
     ) as pool:
         futures = {
-            pool.submit(run_cell, spec_dict, asdict(c), str(run_dir), device, False): c
+            pool.submit(run_cell, spec_dict, asdict(c), str(run_dir), device, False, seen[c]): c
             for c in todo
         }
         try:
@@ -398,7 +507,7 @@ def _run_pool(todo, spec_dict, run_dir, jobs, device, record) -> None:
             raise
 
 
-def _run_submitit(todo, spec_dict, run_dir, executor, device, slurm, record) -> None:
+def _run_submitit(todo, spec_dict, run_dir, executor, device, slurm, record, seen) -> None:
     import submitit
 
     folder = Path(run_dir) / "submitit"
@@ -422,6 +531,7 @@ def _run_submitit(todo, spec_dict, run_dir, executor, device, slurm, record) -> 
         [str(run_dir)] * len(todo),
         [device] * len(todo),
         [False] * len(todo),
+        [seen[c] for c in todo],
     )
     for cell, job in zip(todo, jobs):
         try:

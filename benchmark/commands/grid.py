@@ -149,5 +149,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"grid: {counts['done']} run, {counts['failed']} failed, "
         f"{counts['skipped_done']} were already finished"
+        + (f", {counts['running']} running in another process" if counts.get("running") else "")
     )
     return 1 if counts["failed"] else 0
