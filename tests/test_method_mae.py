@@ -100,6 +100,66 @@ def test_mae_target_is_per_patch_normalised_pixels():
     torch.testing.assert_close(t.double(), want, rtol=1e-5, atol=1e-5)
     fg = _method("fgmae_tiny")
     assert fg.target_name == "hog" and fg.target.dim == 36 and fg.mask_ratio == 0.7
+    assert fg.describe()["target_options"]["norm_pix"] is True
+
+
+def _naive_hog_tokens(image: torch.Tensor, p: int = 16, cell: int = 8, window: int = 16):
+    """FG-MAE's HOG target for one (H, W) image, pixel by pixel in float64 Python: Sobel on the
+    reflect-padded image, phase atan2(G_x, G_y) in 9 bins of 20 degrees (mod 9), magnitude times
+    the tiled 16 x 16 Gaussian (std 8, sum 1), summed per 8 x 8 cell, L2 per cell, each patch's
+    (bin, cell row, cell col) vector normalised to zero mean / unit unbiased variance (eps 1e-6)."""
+    img = image.double().tolist()
+    h, w = len(img), len(img[0])
+
+    def px(r, c):  # reflect padding by one pixel
+        r = -r if r < 0 else (2 * h - 2 - r if r >= h else r)
+        c = -c if c < 0 else (2 * w - 2 - c if c >= w else c)
+        return img[r][c]
+
+    g1 = [math.exp(-0.5 * ((i - (window - 1) / 2) / (window // 2)) ** 2) for i in range(window)]
+    total = sum(g1) ** 2
+    hc, wc = h // cell, w // cell
+    hist = [[[0.0] * 9 for _ in range(wc)] for _ in range(hc)]
+    for r in range(h):
+        for c in range(w):
+            gx = sum(
+                k * (px(r + dr, c - 1) - px(r + dr, c + 1)) for dr, k in ((-1, 1), (0, 2), (1, 1))
+            )
+            gy = sum(
+                k * (px(r - 1, c + dc) - px(r + 1, c + dc)) for dc, k in ((-1, 1), (0, 2), (1, 1))
+            )
+            weight = g1[r % window] * g1[c % window] / total
+            b = math.floor(math.atan2(gx, gy) / math.pi * 9) % 9
+            hist[r // cell][c // cell][b] += math.hypot(gx, gy) * weight
+    for row in hist:
+        for i, v in enumerate(row):
+            n = math.sqrt(sum(x * x for x in v))
+            row[i] = [x / max(n, 1e-12) for x in v]
+    k = p // cell
+    tokens = []
+    for pr in range(h // p):
+        for pc in range(w // p):
+            t = [
+                hist[pr * k + i][pc * k + j][b]
+                for b in range(9)
+                for i in range(k)
+                for j in range(k)
+            ]
+            mean = sum(t) / len(t)
+            var = sum((x - mean) ** 2 for x in t) / (len(t) - 1)
+            tokens.append([(x - mean) / math.sqrt(var + 1e-6) for x in t])
+    return torch.tensor(tokens, dtype=torch.float64)
+
+
+def test_fgmae_hog_target_against_a_naive_loop():
+    fg = _method("fgmae_tiny")
+    # continuous values: with 8-bit levels an exactly zero G_x (phase pi, bin 0) comes out of the
+    # float32 convolution as +-1e-8 (phase just under pi, bin 8) - a tie, not a disagreement
+    x = torch.rand(2, 1, 32, 48, generator=torch.Generator().manual_seed(7))
+    got = fg.target(x)
+    assert got.shape == (2, 6, 36)
+    for b in range(2):
+        torch.testing.assert_close(got[b].double(), _naive_hog_tokens(x[b, 0]), rtol=0, atol=2e-5)
 
 
 # ---------------------------------------------------------------------------------- keys
@@ -229,3 +289,49 @@ def test_checkpoint_feeds_sarjepa_features(chips, tmp_path):
         want = method.encoder.eval().forward_features(x)[:, 0]  # CLS after the final norm
     with np.load(npz) as z:
         np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
+
+
+def test_cli_pretrain_mae_tiny_then_features(chips, tmp_path):
+    """`sarjepa pretrain --config mae_tiny` writes a checkpoint that `sarjepa features` pools as
+    the CLS token after the encoder's final norm (MAE's models_vit without global pooling)."""
+    out = tmp_path / "run"
+    argv = ["pretrain", "--config", "mae_tiny", "--data", str(chips), "--output", str(out)]
+    argv += ["--no-progress", "TRAIN.EPOCHS", "1", "TRAIN.BATCH_SIZE", "8", "DEVICE", "cpu"]
+    assert main(argv) == 0
+    ckpt = out / "checkpoint-0.pth"
+    assert ck.read_sidecar(ckpt)["method"] == "mae"
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    arrays = np.random.default_rng(0).integers(0, 256, (2, 112, 112), dtype=np.uint8)
+    for i, a in enumerate(arrays):
+        Image.fromarray(a).save(folder / f"{i}.png")
+    npz = tmp_path / "f.npz"
+    argv = ["features", "--weights", str(ckpt), "--images", str(folder), "--out", str(npz)]
+    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(112, 112)", "RUN.PROGRESS", "False"]
+    assert main(argv) == 0
+    from pretrain.config import load_config
+
+    method = build_method(load_config("mae_tiny", ["DEVICE", "cpu"]))
+    method.load_checkpoint_state_dict(torch.load(ckpt, weights_only=True)["model"])
+    x = torch.from_numpy(arrays).float().div(255).unsqueeze(1)
+    with torch.no_grad():
+        want = method.encoder.eval().forward_features(x)[:, 0]
+    with np.load(npz) as z:
+        assert z["features"].shape == (2, 64)
+        np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
+
+
+def test_model_dict_alone_reads_as_upstream_mae_format(tmp_path):
+    """Our `model` entry saved the way upstream's main_pretrain saves it (no sidecar, no arch
+    metadata) is detected as the 'mae' format and gives the same CLS features."""
+    from pretrain.weights import load_encoder
+
+    method = _method().eval()
+    path = tmp_path / "checkpoint-0.pth"
+    torch.save({"model": method.checkpoint_state_dict(), "epoch": 0}, path)
+    got = load_encoder(path, overrides={"num_heads": 2}, log=lambda s: None)
+    assert got.format == "mae" and got.arch["pos_embed"] == "sincos"
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = method.encoder.forward_features(x)[:, 0]
+        torch.testing.assert_close(got.encoder.forward_features(x)[:, 0], want)

@@ -12,8 +12,9 @@ Trailing KEY VALUE pairs override the config (e.g. TRAIN.EPOCHS 100 TRAIN.BATCH_
 Several GPUs: torchrun --nproc_per_node N -m benchmark.cli pretrain ...
 Bundled configs: sarjepa_vit_b16 (the paper); SAR-JEPA with other targets: sarjepa_gauss_vit_b16,
 sarjepa_pixel_vit_b16, sarjepa_hog_vit_b16, sarjepa_sar_hog_vit_b16, sarjepa_lowpass_vit_b16;
-baselines with their own recipes: lomar_vit_b16 (upstream LoMaR), maskfeat_vit_b16; tiny CPU
-configs: <name>_tiny (sarjepa, sarjepa_pixel, lomar, maskfeat)."""
+baselines with their own recipes: lomar_vit_b16 (upstream LoMaR), maskfeat_vit_b16, mae_vit_b16,
+fgmae_vit_b16; tiny CPU configs: <name>_tiny (sarjepa, sarjepa_pixel, lomar, maskfeat, mae,
+fgmae)."""
 
 
 def register(subparsers) -> None:

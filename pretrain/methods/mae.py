@@ -18,7 +18,9 @@ Forward pass, for images (B, 1, H, W), patch p, grid (h, w) = (H/p, W/p), N = h*
 Targets: ``mae`` predicts pixels normalised per patch (``pixel`` with ``norm_pix``: zero mean, unit
 unbiased variance, eps 1e-6, as upstream's ``norm_pix_loss``); ``fgmae`` predicts HOG
 (:mod:`pretrain.targets.hog`: 9 bins, 8 px cells, the 16 px Gaussian window, per-cell L2
-normalisation; FG-MAE's SAR setting), 36 values per 16 px patch.
+normalisation; FG-MAE's SAR setting), 36 values per 16 px patch, then normalised per patch in the
+same way (``norm_pix``: FG-MAE's SAR command passes ``--norm_pix_loss``, which its loss applies to
+the HOG target).
 
 Checkpoint ``model`` keys are upstream's ``MaskedAutoencoderViT`` names and shapes at the same
 dimensions with ``in_chans=1``: ``cls_token``, ``pos_embed`` (1, 1+N, D), ``mask_token``
@@ -47,7 +49,7 @@ from pretrain.methods.sarjepa import _jsonable, target_spec
 
 DEFAULT_TARGETS = {
     "mae": ("pixel", {"norm_pix": True}),
-    "fgmae": ("hog", {"nbins": 9, "cell": 8, "gaussian_window": 16}),
+    "fgmae": ("hog", {"nbins": 9, "cell": 8, "gaussian_window": 16, "norm_pix": True}),
 }
 SOURCES = {
     "mae": "facebookresearch/mae models_mae.py (MaskedAutoencoderViT)",

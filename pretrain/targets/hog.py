@@ -26,6 +26,9 @@ magnitude <= 1e-6 (rounding noise) are dropped, so an exactly flat cell stays al
 becoming a noise-driven unit vector; elsewhere the two agree to float32 rounding.
 Per 16-px patch the target is the (nbins, 2, 2) block of its 2 x 2 cells flattened bin-major
 (MaskFeat's order): index = bin * 4 + cell_row * 2 + cell_col; 36 values.
+``norm_pix=True`` then normalises each patch's 36 values to zero mean and unit (unbiased)
+variance, eps 1e-6, as MAE's ``norm_pix_loss`` does to any target: FG-MAE trains its HOG
+target with ``--norm_pix_loss`` on (default off, as MaskFeat).
 Computation is float32, as MaskFeat.
 """
 
@@ -39,6 +42,7 @@ import torch.nn.functional as F
 from benchmark.core.errors import SarjepaError
 from pretrain.targets.base import TARGETS, Target, as_float, exact, patchify
 from pretrain.targets.gf import gf_log_ratios
+from pretrain.targets.pixel import normalize_patches
 
 # Votes of smaller gradient magnitude are dropped: on an exactly flat cell the gradients are
 # rounding noise (~1e-7 from conv2d or the summed-area table) that the L2 normalisation would
@@ -103,10 +107,16 @@ class _HistTarget(Target):
     """Shared HOG-style target; subclasses provide :meth:`gradients`."""
 
     def __init__(
-        self, patch_size: int = 16, nbins: int = 9, cell: int = 8, gaussian_window: int = 16
+        self,
+        patch_size: int = 16,
+        nbins: int = 9,
+        cell: int = 8,
+        gaussian_window: int = 16,
+        norm_pix: bool = False,
     ) -> None:
         super().__init__(patch_size)
         self.nbins, self.cell, self.window = int(nbins), int(cell), int(gaussian_window)
+        self.norm_pix = bool(norm_pix)
         if self.nbins < 1 or self.cell < 1 or self.window < 0:
             raise SarjepaError(
                 f"target '{self.name}': nbins and cell must be >= 1 and gaussian_window >= 0, "
@@ -129,6 +139,7 @@ class _HistTarget(Target):
             "nbins": self.nbins,
             "cell": self.cell,
             "gaussian_window": self.window,
+            "norm_pix": self.norm_pix,
         }
 
     def gradients(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,8 +166,10 @@ class _HistTarget(Target):
 
     @exact
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) -> (B, N, nbins * (p / cell)^2), bin-major then cell row, cell col."""
-        return patchify(self.histograms(images), self.patch_size // self.cell)
+        """(B, 1, H, W) -> (B, N, nbins * (p / cell)^2), bin-major then cell row, cell col;
+        each patch normalised to zero mean, unit variance when ``norm_pix``."""
+        tokens = patchify(self.histograms(images), self.patch_size // self.cell)
+        return normalize_patches(tokens) if self.norm_pix else tokens
 
 
 @TARGETS.register("hog")
@@ -168,6 +181,7 @@ class HOGTarget(_HistTarget):
         nbins: unsigned orientation bins over [0, pi) (9).
         cell: cell side in pixels (8): (p / cell)^2 cells per patch.
         gaussian_window: tiled Gaussian magnitude weighting (16 as MaskFeat; 0 = none).
+        norm_pix: per-patch zero mean / unit variance of the 36 values (FG-MAE; MAE's eps 1e-6).
     """
 
     name = "hog"
@@ -181,7 +195,7 @@ class SARHOGTarget(_HistTarget):
     """SAR-HOG target: the MaskFeat histogram of the log-ratio (ratio-of-averages) gradient.
 
     Args:
-        patch_size, nbins, cell, gaussian_window: as :class:`HOGTarget`.
+        patch_size, nbins, cell, gaussian_window, norm_pix: as :class:`HOGTarget`.
         radius: half-width r of the GF half-windows ((2r + 1) x (r + 1) pixels), default 5.
     """
 
@@ -194,8 +208,9 @@ class SARHOGTarget(_HistTarget):
         cell: int = 8,
         gaussian_window: int = 16,
         radius: int = 5,
+        norm_pix: bool = False,
     ) -> None:
-        super().__init__(patch_size, nbins, cell, gaussian_window)
+        super().__init__(patch_size, nbins, cell, gaussian_window, norm_pix)
         if int(radius) != radius or int(radius) < 1:
             raise SarjepaError(f"target 'sar_hog': radius must be a positive integer, got {radius}")
         self.radius = int(radius)
