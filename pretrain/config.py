@@ -51,6 +51,14 @@ _C.MASK.RATIO = 0.8  # int(window_size**2 * ratio) patches masked per window
 _C.MASK.BLOCK_MIN_PATCHES = 0  # smallest rectangle area; 0 = masked count // 5 (MaskFeat's rule)
 _C.MASK.BLOCK_MAX_PATCHES = 0  # largest rectangle area; 0 = no cap besides the masked count
 _C.MASK.BLOCK_MIN_ASPECT = 0.3  # rectangle aspect ratio drawn log-uniformly in [this, 1/this]
+# I-JEPA multi-block masks (ijepa; upstream MaskCollator's names in brackets)
+_C.MASK.NUM_TARGETS = 4  # target blocks per image [npred]
+_C.MASK.TARGET_SCALE = (0.15, 0.2)  # target block area, fraction of the grid [pred_mask_scale]
+_C.MASK.TARGET_ASPECT = (0.75, 1.5)  # target block height / width [aspect_ratio]
+_C.MASK.NUM_CONTEXT = 1  # context blocks per image [nenc]
+_C.MASK.CONTEXT_SCALE = (0.85, 1.0)  # context block area (aspect 1) [enc_mask_scale]
+_C.MASK.MIN_KEEP = 10  # every block keeps more than this many patches [min_keep]
+_C.MASK.ALLOW_OVERLAP = False  # keep target patches in the context [allow_overlap]
 
 _C.TARGET = CN()
 _C.TARGET.NAME = ""  # "" = the method's own (gf for sarjepa, pixel for lomar, hog for maskfeat)
@@ -93,6 +101,12 @@ _C.TRAIN.SAVE_FREQ = 50  # save when epoch % SAVE_FREQ == 0 and at the last epoc
 _C.TRAIN.MAX_ITERS = 0  # cap on iterations per epoch (0 = whole epoch); for smoke tests
 _C.TRAIN.PROGRESS = True  # tqdm bar (only on a TTY)
 _C.TRAIN.TENSORBOARD = True  # write OUTPUT_DIR/tb if tensorboard is installed
+# I-JEPA only (ijepa): its schedules, per optimiser step as upstream's, and collapse monitor
+_C.TRAIN.START_LR = 0.0  # lr at the start of the warm-up (upstream start_lr)
+_C.TRAIN.FINAL_WEIGHT_DECAY = -1.0  # cosine ramp WEIGHT_DECAY -> this; < 0 = constant
+_C.TRAIN.EMA_MOMENTUM = (0.996, 1.0)  # target-encoder momentum, linear from first to last step
+_C.TRAIN.IPE_SCALE = 1.0  # schedules span IPE_SCALE x the run's steps (upstream ipe_scale)
+_C.TRAIN.COLLAPSE_STD = 0.01  # warn when the target features' std across the batch is lower
 
 
 def get_cfg_default() -> CN:

@@ -94,6 +94,11 @@ class EpochPlan:
     warmup_epochs: float
     clip_grad: float
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch: ``ceil(iters / accum)``."""
+        return -(-self.iters // self.accum)
+
 
 def _set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
@@ -134,6 +139,7 @@ def train_one_epoch(
     loss_sum, loss_n, lr, seen = 0.0, 0, 0.0, 0
     autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
     total_steps = plan.epochs * -(-iters // accum)
+    before_step = getattr(method, "before_optimizer_step", None)
     start, it = time.perf_counter(), iter(loader)
     for step in range(iters):
         try:
@@ -146,6 +152,9 @@ def train_one_epoch(
             t = plan.epoch + step / iters
             lr = lr_at(t, plan.lr_peak, plan.min_lr, plan.warmup_epochs, plan.epochs)
             _set_lr(optimizer, lr)
+            if before_step is not None:  # a method's own schedules (I-JEPA)
+                before_step(optimizer, plan, step)
+                lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1)
         images = images.to(device, non_blocking=True)
         boundary = step + 1 == group_end
         no_sync = info.distributed and not boundary and hasattr(model, "no_sync")

@@ -201,10 +201,26 @@ def _block_size(
     return min(h, gh - 1), min(w, gw - 1)
 
 
+def smallest_block(
+    grid: tuple[int, int],
+    scale: tuple[float, float],
+    aspect: tuple[float, float],
+    points: int = 4097,
+) -> tuple[int, int]:
+    """The smallest-area (h, w) :func:`multiblock_masks` can draw for these ranges, found on
+    ``points`` evenly spaced draws in [0, 1] (the size is piecewise constant in the draw)."""
+    sizes = [_block_size(i / (points - 1), grid, scale, aspect) for i in range(points)]
+    return min(sizes, key=lambda hw: hw[0] * hw[1])
+
+
 def _randint(high: int, generator: torch.Generator | None) -> int:
-    """Uniform integer in [0, high)."""
+    """Uniform integer in [0, high): one ``torch.randint(0, high, (1,))`` call."""
     dev = generator.device if generator is not None else torch.device("cpu")
     return int(torch.randint(0, high, (1,), generator=generator, device=dev))
+
+
+# I-JEPA redraws a block this many times before it drops one overlap constraint.
+_RELAX_AFTER = 20
 
 
 def _sample_block(
@@ -212,32 +228,47 @@ def _sample_block(
     grid: tuple[int, int],
     min_keep: int,
     generator: torch.Generator | None,
-    allowed: list[torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One block (sorted indices, complement mask (h, w) bool) as I-JEPA's ``_sample_block_mask``.
+    avoid: list[tuple[int, int, int, int]] | None = None,
+) -> tuple[list[int], tuple[int, int, int, int]]:
+    """One block as I-JEPA's ``_sample_block_mask``: (sorted indices, its rectangle).
 
-    The block's top-left is uniform over [0, h - bh) x [0, w - bw); it is intersected with the
-    ``allowed`` regions and redrawn until more than ``min_keep`` patches remain; after every 20
-    failures the last allowed region is dropped (I-JEPA's relaxation).
+    The top-left corner is ``randint(0, gh - bh)`` then ``randint(0, gw - bw)`` (so a block never
+    touches the last row / column, as upstream). Patches inside the rectangles ``avoid``
+    (top, left, h, w) are removed; the block is redrawn until more than ``min_keep`` patches
+    remain, and after every 20 failures the last remaining ``avoid`` rectangle is no longer
+    avoided (upstream's relaxation). Pure Python on the patch grid (upstream builds (gh, gw)
+    tensors); the random calls and their order are upstream's.
     """
     (bh, bw), (gh, gw) = size, grid
-    allowed = allowed or []
-    tries, timeout = 0, 20
+    avoid = avoid or []
+    tries, timeout = 0, _RELAX_AFTER
+    blocked: set[int] | None = None
     while True:
         top, left = _randint(gh - bh, generator), _randint(gw - bw, generator)
-        block = torch.zeros(gh, gw, dtype=torch.bool)
-        block[top : top + bh, left : left + bw] = True
-        for region in allowed[: max(len(allowed) - tries, 0)]:
-            block &= region
-        idx = torch.nonzero(block.flatten()).flatten()
-        if idx.numel() > min_keep:
-            break
+        if blocked is None:
+            blocked = {
+                r * gw + c
+                for (t, lf, h, w) in avoid[: max(len(avoid) - tries, 0)]
+                for r in range(t, t + h)
+                for c in range(lf, lf + w)
+            }
+        idx = [
+            r * gw + c
+            for r in range(top, top + bh)
+            for c in range(left, left + bw)
+            if r * gw + c not in blocked
+        ]
+        if len(idx) > min_keep:
+            return idx, (top, left, bh, bw)
         timeout -= 1
         if timeout == 0:
-            tries, timeout = tries + 1, 20
-    complement = torch.ones(gh, gw, dtype=torch.bool)
-    complement[top : top + bh, left : left + bw] = False
-    return idx, complement
+            tries, timeout, blocked = tries + 1, _RELAX_AFTER, None
+
+
+def block_size_generator(counter: int) -> torch.Generator:
+    """I-JEPA's generator for one batch's block sizes: a fresh CPU generator seeded with the
+    collator's call counter (0 for the first batch of a run, 1 for the next, ...)."""
+    return torch.Generator().manual_seed(int(counter))
 
 
 def multiblock_masks(
@@ -253,6 +284,7 @@ def multiblock_masks(
     allow_overlap: bool = False,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    size_generator: torch.Generator | None = None,
 ) -> MultiBlockMasks:
     """I-JEPA multi-block masks (its ``MaskCollator``) for one batch.
 
@@ -263,7 +295,27 @@ def multiblock_masks(
     the target blocks removed (unless ``allow_overlap``), each keeping more than ``min_keep``
     patches (constraints relaxed after repeated failures, as I-JEPA). Every mask is a sorted
     index list, truncated to its first K entries, K = the batch minimum (the collator's
-    behaviour). Unlike I-JEPA, all draws (sizes and positions) come from ``generator``.
+    behaviour).
+
+    Random calls, in upstream's order: the target then the context size (one ``torch.rand(1)``
+    each) from ``size_generator``; then per image, per block, ``randint`` top then left from
+    ``generator``. Upstream seeds the size generator with its call counter
+    (:func:`block_size_generator`) and draws positions from torch's global generator, so with
+    ``size_generator=block_size_generator(i)`` and ``generator`` in the global generator's state
+    this returns exactly upstream's ``(masks_enc, masks_pred)`` of call ``i``.
+
+    Args:
+        batch_size: B.
+        grid_hw: patch grid (h, w).
+        num_targets: target blocks per image (upstream ``npred``).
+        target_scale, target_aspect: target block area fraction and aspect (h / w) ranges.
+        num_context: context blocks per image (upstream ``nenc``).
+        context_scale, context_aspect: the same for the context block.
+        min_keep: every block keeps more than this many patches.
+        allow_overlap: keep target patches in the context.
+        generator: generator of the block positions (None: torch's global generator).
+        device: where the results go (default CPU).
+        size_generator: generator of the two block sizes; None = ``generator``.
 
     Returns:
         :class:`MultiBlockMasks` (context: list of (B, K_ctx), targets: list of (B, K_tgt)).
@@ -275,8 +327,9 @@ def multiblock_masks(
             f"multi-block masks need batch_size, num_targets, num_context >= 1 and a grid of at "
             f"least 2x2, got {batch_size}, {num_targets}, {num_context}, {grid[0]}x{grid[1]}"
         )
-    t_size = _block_size(float(_rand((1,), generator)), grid, target_scale, target_aspect)
-    c_size = _block_size(float(_rand((1,), generator)), grid, context_scale, context_aspect)
+    sizes = size_generator if size_generator is not None else generator
+    t_size = _block_size(float(_rand((1,), sizes)), grid, target_scale, target_aspect)
+    c_size = _block_size(float(_rand((1,), sizes)), grid, context_scale, context_aspect)
     for what, (bh, bw) in (("target", t_size), ("context", c_size)):
         if bh * bw <= min_keep:
             raise SarjepaError(
@@ -285,22 +338,26 @@ def multiblock_masks(
             )
     targets, contexts = [], []
     for _ in range(b):
-        per_t, allowed = [], []
+        per_t, rects = [], []
         for _ in range(num_targets):
-            idx, complement = _sample_block(t_size, grid, min_keep, generator)
+            idx, rect = _sample_block(t_size, grid, min_keep, generator)
             per_t.append(idx)
-            allowed.append(complement)
-        regions = None if allow_overlap else allowed
+            rects.append(rect)
+        avoid = None if allow_overlap else rects
         per_c = [
-            _sample_block(c_size, grid, min_keep, generator, regions)[0] for _ in range(num_context)
+            _sample_block(c_size, grid, min_keep, generator, avoid)[0] for _ in range(num_context)
         ]
         targets.append(per_t)
         contexts.append(per_c)
-    k_t = min(m.numel() for per in targets for m in per)
-    k_c = min(m.numel() for per in contexts for m in per)
+    k_t = min(len(m) for per in targets for m in per)
+    k_c = min(len(m) for per in contexts for m in per)
     dev = device if device is not None else "cpu"
-    out_t = [torch.stack([per[j][:k_t] for per in targets]).to(dev) for j in range(num_targets)]
-    out_c = [torch.stack([per[j][:k_c] for per in contexts]).to(dev) for j in range(num_context)]
+
+    def stack(masks: list[list[list[int]]], j: int, k: int) -> torch.Tensor:
+        return torch.tensor([per[j][:k] for per in masks], dtype=torch.long).to(dev)
+
+    out_t = [stack(targets, j, k_t) for j in range(num_targets)]
+    out_c = [stack(contexts, j, k_c) for j in range(num_context)]
     return MultiBlockMasks(out_c, out_t)
 
 

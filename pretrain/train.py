@@ -48,10 +48,15 @@ def param_groups(
 
     With ``decay_tokens`` (the default, as the authors' ``main_pretrain.py``: timm's helper with
     no skip list) tokens such as ``cls_token`` / ``mask_token`` are decayed like any weight;
-    ``decay_tokens=False`` also exempts ``model.no_weight_decay()``.
+    ``decay_tokens=False`` also exempts ``model.no_weight_decay()``. A method whose
+    ``optimizer_param_groups`` returns groups (I-JEPA: upstream's four) gets those instead.
     """
     from timm.optim import param_groups_weight_decay
 
+    own = getattr(model, "optimizer_param_groups", None)
+    groups = own(weight_decay, decay_tokens) if own is not None else None
+    if groups is not None:  # the method's upstream groups (I-JEPA)
+        return groups
     skip: tuple[str, ...] = ()
     if not decay_tokens and hasattr(model, "no_weight_decay"):
         skip = tuple(sorted(model.no_weight_decay()))
@@ -274,7 +279,7 @@ def restore(run: Run, resume_path: Path | None) -> int:
             raise SarjepaError(
                 f"checkpoint '{resume_path}': optimiser state does not fit this run ({exc})"
             ) from None
-    start = int(state["epoch"]) + 1
+    start = run.method.start_epoch(state)
     _say(run.info, f"resuming from {resume_path} (epoch {start})")
     side = ck.read_sidecar(resume_path)
     if side.get("data_fingerprint") not in (None, run.dataset.fingerprint):

@@ -4,7 +4,8 @@ Supported formats (detected from the file's contents; ``module.`` prefixes are s
 
 * ``sarjepa`` - our own ``checkpoint-<epoch>.pth``: ``{"model": sd, "args": {"arch": ...}, ...}``,
   usually beside a ``checkpoint-<epoch>.json`` sidecar (``"format": "sarjepa-pretrain/1"``). The
-  architecture is read from the sidecar (or ``args["arch"]``).
+  architecture is read from the sidecar (or ``args["arch"]``). Our ``ijepa`` runs save the
+  ``ijepa`` layout below instead of ``model``; their ``target_encoder`` is loaded.
 * ``lomar`` - the SAR-JEPA / LoMaR authors' pretraining checkpoints: ``model`` holds the whole
   pretraining model (encoder keys at top level, iRPE tables
   ``blocks.N.attn.rpe_k.lookup_table_weight`` of shape ``(1, head_dim, 50)``, plus
@@ -225,7 +226,8 @@ def select_state_dict(
         ``(state_dict with module. stripped and the prefix removed, source description)``.
     """
     tops = [k for k, v in ckpt.items() if _is_state_dict(v)]
-    if fmt == "ijepa":
+    if fmt == "ijepa" or (fmt == "sarjepa" and "model" not in tops and "encoder" in tops):
+        # our own ijepa runs save upstream's layout beside a sidecar
         top_key = "target_encoder" if "target_encoder" in tops else "encoder"
     elif fmt == "state_dict":
         top_key = "" if _is_state_dict(ckpt) else "state_dict"

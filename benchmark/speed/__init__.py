@@ -411,6 +411,12 @@ def method_cfg(name: str, arch: str, img_size: int):
         num_window = min(int(cfg.MASK.NUM_WINDOW), grid - window + 1)
         opts += ["MASK.WINDOW_SIZE", str(window), "MASK.NUM_WINDOW", str(num_window)]
         cfg = load_config(f"{name}_vit_b16", opts)
+    if cfg.METHOD.NAME == "ijepa":  # I-JEPA's blocks must keep more than MIN_KEEP patches
+        from pretrain.masking import smallest_block
+
+        bh, bw = smallest_block((grid, grid), cfg.MASK.TARGET_SCALE, cfg.MASK.TARGET_ASPECT)
+        if bh * bw <= int(cfg.MASK.MIN_KEEP):
+            cfg = load_config(f"{name}_vit_b16", [*opts, "MASK.MIN_KEEP", str(bh * bw - 1)])
     return cfg
 
 

@@ -153,7 +153,23 @@ class PretrainMethod(nn.Module):
         self.load_checkpoint_state_dict(ckpt["model"])
         return ckpt.get("optimizer")
 
+    def start_epoch(self, ckpt: dict) -> int:
+        """The epoch a run resumed from ``ckpt`` starts with. Default: ``ckpt["epoch"] + 1``
+        (the MAE layout stores the last finished epoch, 0-based; I-JEPA's stores the count)."""
+        return int(ckpt["epoch"]) + 1
+
     # ------------------------------------------------------------------ training hooks
+    def optimizer_param_groups(self, weight_decay: float, decay_tokens: bool) -> list[dict] | None:
+        """The optimiser's parameter groups, for methods whose upstream code builds its own
+        (I-JEPA); None (the default) = the engine's (:func:`pretrain.train.param_groups`)."""
+        return None
+
+    def before_optimizer_step(self, optimizer, plan, micro_step: int) -> None:
+        """Called before the first micro-batch of every optimiser step, after the engine set the
+        lr (``plan``: the epoch's :class:`pretrain.loop.EpochPlan`; ``micro_step``: index of that
+        micro-batch in the epoch). Methods with their own schedules set lr / weight decay here
+        (I-JEPA). Default: nothing."""
+
     def on_optimizer_step(self, progress: float) -> None:
         """Called after every optimiser step with the fraction of training done, in (0, 1]
         (I-JEPA updates its EMA target here). Default: nothing."""

@@ -1,0 +1,556 @@
+"""I-JEPA (Assran et al., CVPR 2023; facebookresearch/ijepa): predict an EMA target encoder's
+features of masked blocks from one context block.
+
+Forward pass, for images (B, 1, H, W), patch p, grid (h, w) = (H/p, W/p), N = h*w, width D:
+
+1. :func:`pretrain.masking.multiblock_masks` draws upstream's multi-block masks (its
+   ``MaskCollator``): one target-block size (area 0.15-0.2 of the grid, aspect 0.75-1.5) and
+   one context-block size (area 0.85-1.0, aspect 1) per batch, from a generator seeded with the
+   number of batches drawn before in the run (:func:`pretrain.masking.block_size_generator`,
+   upstream's call counter); per image, 4 target blocks, then 1 context block with the target
+   patches removed, every block keeping more than ``min_keep`` patches; every mask is cut to the
+   batch's smallest. Positions come from the engine's masking generator (upstream: the global
+   generator of the DataLoader worker). The random calls and their order are upstream's: given
+   the same generator states the masks are upstream's, index for index.
+2. Target (no grad): the target encoder on the whole image (sin-cos positions, no CLS, all
+   blocks, final norm), ``F.layer_norm`` over D without affine, the target blocks' tokens
+   gathered: (4B, K_tgt, D) (repeated per context block as upstream).
+3. Context: the encoder on the context tokens only (patch embedding + sin-cos positions, then
+   gathered; blocks; norm): (B, K_ctx, D).
+4. Predictor (narrow ViT): Linear(D -> P) on the context tokens plus the predictor's sin-cos
+   table at their positions, mask tokens plus the table at each target block's positions
+   appended, ``PREDICTOR.DEPTH`` blocks of width P, LayerNorm, Linear(P -> D) on the mask-token
+   outputs: (4B, K_tgt, D).
+5. Loss: ``F.smooth_l1_loss`` (beta 1, mean over every element) of prediction vs target.
+
+After every optimiser step the target encoder moves towards the encoder:
+``t <- m t + (1 - m) e`` over ``parameters()`` in order (upstream's formula and order of
+operations), ``m`` from upstream's ``momentum_scheduler``: for optimiser step k = 1, 2, ...,
+``m = ema0 + (k - 1) (ema1 - ema0) / (steps_per_epoch x epochs x IPE_SCALE)`` (0.996 -> 1.0).
+Before every step, lr and weight decay follow upstream's ``WarmupCosineSchedule`` and
+``CosineWDSchedule`` at step k: lr ``START_LR + k / W (LR - START_LR)`` while k < W =
+``int(WARMUP_EPOCHS x steps_per_epoch)``, then a half cosine to ``MIN_LR`` over
+T = ``int(IPE_SCALE x EPOCHS x steps_per_epoch)``; weight decay
+``final + (WEIGHT_DECAY - final)(1 + cos(pi k / T)) / 2`` (0.04 -> 0.4), clamped at the final
+value, on the two decayed groups only. The optimiser has upstream's four groups in upstream's
+order: encoder weights, predictor weights (decayed), encoder and predictor biases and 1-d
+parameters (``WD_exclude``, no decay); the frozen sin-cos tables sit in the decayed groups as
+upstream (they have no gradient).
+
+Collapse monitor: the std over the batch of the layer-normed target features, averaged over
+tokens and dims (population std; batches of one image are skipped), mean of the epoch's
+batches, logged as ``target_std`` in ``log.txt``; below ``TRAIN.COLLAPSE_STD`` a warning line
+is printed (SAR-JEPA's authors saw I-JEPA's EMA target collapse on SAR data).
+
+Checkpoint: upstream ``save_checkpoint``'s dict: ``encoder``, ``predictor``,
+``target_encoder`` (state dicts with DDP's ``module.`` prefix and upstream's names:
+``pos_embed``, ``patch_embed.proj.*``, ``blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1,
+mlp.fc2}.*``, ``norm.*``; ``mask_token``, ``predictor_pos_embed``, ``predictor_embed.*``,
+``predictor_blocks.N.*``, ``predictor_norm.*``, ``predictor_proj.*``), ``opt`` (the four
+groups, upstream's parameter order), ``scaler``, ``epoch`` (epochs finished, as upstream: the
+file ``checkpoint-<e>.pth`` holds ``epoch`` e + 1), ``loss`` (the epoch's mean loss),
+``batch_size``, ``world_size``, ``lr``; plus our ``args``. Upstream's ``load_checkpoint``
+resumes from it.
+
+Where ours differs from upstream: 1 input channel and no mean/std normalisation (the engine's
+data); masks drawn in the training process; bf16 autocast without a GradScaler (``scaler``
+holds GradScaler's initial state so upstream's loader, which loads it in bf16 runs, accepts the
+file); a block size that cannot keep more than ``min_keep`` patches is a one-line error at build
+time (upstream loops for ever); the peak lr is ``TRAIN.LR`` as upstream (not scaled by the
+batch); schedules count optimiser steps, so with gradient accumulation a step is a group of
+micro-batches. Init as upstream's effective one (``init_model`` re-initialises every Linear
+after the models' own init, undoing their ``fix_init_weight``): Linear trunc-normal(0.02) with
+zero bias, LayerNorm 1/0, patch embedding trunc-normal(0.02) with zero bias, ``mask_token``
+trunc-normal(0.02); the target encoder starts as a copy of the encoder.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from torch import Tensor, nn
+
+from benchmark.core.errors import SarjepaError
+from pretrain.masking import MultiBlockMasks, block_size_generator, multiblock_masks, smallest_block
+from pretrain.methods.base import PretrainMethod
+from pretrain.models.pos_embed import sincos_2d
+from pretrain.models.vit import Block, init_weights
+
+# torch.amp.GradScaler().state_dict() of a fresh scaler (init_scale 2**16, growth 2, backoff 0.5,
+# interval 2000): upstream's load_checkpoint loads 'scaler' whenever it trains in bf16.
+GRAD_SCALER_STATE = {
+    "scale": 65536.0,
+    "growth_factor": 2.0,
+    "backoff_factor": 0.5,
+    "growth_interval": 2000,
+    "_growth_tracker": 0,
+}
+DDP_PREFIX = "module."
+
+
+# ------------------------------------------------------------------------------ schedules
+def warmup_cosine_lr(
+    step: int, warmup_steps: int, total_steps: int, start_lr: float, ref_lr: float, final_lr: float
+) -> float:
+    """Upstream ``WarmupCosineSchedule`` after ``step`` calls (optimiser step ``step``, from 1).
+
+    Args:
+        step: 1-based optimiser step.
+        warmup_steps: ``int(warmup_epochs x steps_per_epoch)``.
+        total_steps: ``int(ipe_scale x epochs x steps_per_epoch)`` (upstream ``T_max``).
+        start_lr, ref_lr, final_lr: lr at step 0, the peak, and the floor of the cosine.
+    """
+    if step < warmup_steps:
+        return start_lr + step / max(1, warmup_steps) * (ref_lr - start_lr)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return max(
+        final_lr, final_lr + (ref_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    )
+
+
+def cosine_weight_decay(step: int, total_steps: int, ref_wd: float, final_wd: float) -> float:
+    """Upstream ``CosineWDSchedule`` at 1-based optimiser ``step``: a half cosine from ``ref_wd``
+    to ``final_wd`` over ``total_steps``, never past ``final_wd``."""
+    progress = step / total_steps
+    wd = final_wd + (ref_wd - final_wd) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(final_wd, wd) if final_wd <= ref_wd else min(final_wd, wd)
+
+
+def ema_momentum(step: int, span: float, ema: tuple[float, float]) -> float:
+    """Upstream ``momentum_scheduler``'s value for 1-based optimiser ``step``:
+    ``ema0 + (step - 1) (ema1 - ema0) / span``, ``span = steps_per_epoch x epochs x ipe_scale``."""
+    return ema[0] + (step - 1) * (ema[1] - ema[0]) / span
+
+
+# ------------------------------------------------------------------------------ tokens
+def gather_tokens(x: Tensor, masks: list[Tensor]) -> Tensor:
+    """Upstream ``apply_masks``: ``x`` (B, N, C), masks of (B, K) indices -> (len(masks) B, K, C),
+    mask-major."""
+    return torch.cat(
+        [torch.gather(x, 1, m.unsqueeze(-1).expand(-1, -1, x.shape[-1])) for m in masks], dim=0
+    )
+
+
+def repeat_interleave_batch(x: Tensor, batch: int, repeat: int) -> Tensor:
+    """Upstream ``repeat_interleave_batch``: each consecutive chunk of ``batch`` rows repeated
+    ``repeat`` times in place."""
+    chunks = [x[i * batch : (i + 1) * batch] for i in range(len(x) // batch)]
+    return torch.cat([c for c in chunks for _ in range(repeat)], dim=0)
+
+
+class Predictor(nn.Module):
+    """Upstream ``VisionTransformerPredictor`` (its parameter names, order and shapes).
+
+    Args:
+        grid: patch grid (h, w) of the fixed sin-cos table ``predictor_pos_embed`` (1, h*w, P).
+        embed_dim: encoder width D.
+        pred_dim: predictor width P (divisible by 4 and by ``num_heads``).
+        depth: predictor blocks.
+        num_heads: heads per block (upstream: the encoder's).
+        mlp_ratio: MLP width / P.
+    """
+
+    def __init__(
+        self,
+        grid: tuple[int, int],
+        embed_dim: int,
+        pred_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__()
+        self.predictor_embed = nn.Linear(embed_dim, pred_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, pred_dim))
+        table = sincos_2d(pred_dim, grid).unsqueeze(0)
+        self.predictor_pos_embed = nn.Parameter(table, requires_grad=False)
+        self.predictor_blocks = nn.ModuleList(
+            Block(pred_dim, num_heads, mlp_ratio, qkv_bias=True, rpe=False, norm_eps=1e-6)
+            for _ in range(depth)
+        )
+        self.predictor_norm = nn.LayerNorm(pred_dim, eps=1e-6)
+        self.predictor_proj = nn.Linear(pred_dim, embed_dim)
+        self.apply(init_weights)
+        trunc_normal_(self.mask_token, std=0.02)
+
+    def forward(self, x: Tensor, context: list[Tensor], targets: list[Tensor]) -> Tensor:
+        """Predict the target blocks' features.
+
+        Args:
+            x: (n_ctx B, K_ctx, D) context-encoder output, context-block-major.
+            context: n_ctx index tensors (B, K_ctx).
+            targets: n_tgt index tensors (B, K_tgt).
+
+        Returns:
+            (n_tgt n_ctx B, K_tgt, D), target-block-major as upstream.
+        """
+        b = x.shape[0] // len(context)
+        x = self.predictor_embed(x)
+        table = self.predictor_pos_embed.expand(b, -1, -1)
+        x = x + gather_tokens(table, context).to(x.dtype)
+        n_ctx = x.shape[1]
+        pos = repeat_interleave_batch(gather_tokens(table, targets), b, len(context))
+        queries = (self.mask_token + pos).to(x.dtype)
+        x = torch.cat([x.repeat(len(targets), 1, 1), queries], dim=1)
+        for blk in self.predictor_blocks:
+            x = blk(x)
+        x = self.predictor_norm(x)
+        return self.predictor_proj(x[:, n_ctx:])
+
+
+class IJEPA(PretrainMethod):
+    """Context encoder, EMA target encoder and narrow predictor (see the module docstring).
+
+    Args:
+        encoder: the ViT (sin-cos ``pos_embed``, no CLS token); re-initialised as upstream.
+        pred_dim, pred_depth, pred_heads, pred_mlp_ratio: the predictor.
+        mask: :func:`pretrain.masking.multiblock_masks` keyword arguments (num_targets,
+            target_scale, target_aspect, num_context, context_scale, min_keep, allow_overlap).
+        ema: target momentum at the first and the last step.
+        ipe_scale: the schedules span ``ipe_scale`` x the run's optimiser steps.
+        start_lr: lr at the start of the warm-up.
+        weight_decay, final_weight_decay: ends of the weight-decay cosine (final < 0: constant).
+        collapse_std: warn when the epoch's ``target_std`` is below this (0 = never).
+    """
+
+    name = "ijepa"
+    target_name = "ema_features"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        pred_dim: int = 384,
+        pred_depth: int = 12,
+        pred_heads: int = 12,
+        pred_mlp_ratio: float = 4.0,
+        mask: dict | None = None,
+        ema: tuple[float, float] = (0.996, 1.0),
+        ipe_scale: float = 1.0,
+        start_lr: float = 0.0,
+        weight_decay: float = 0.04,
+        final_weight_decay: float = 0.4,
+        collapse_std: float = 0.01,
+    ) -> None:
+        super().__init__(encoder)
+        proj = encoder.patch_embed.proj
+        trunc_normal_(proj.weight, std=0.02)
+        nn.init.zeros_(proj.bias)
+        self.predictor = Predictor(
+            encoder.grid_size, encoder.embed_dim, pred_dim, pred_depth, pred_heads, pred_mlp_ratio
+        )
+        self.target_encoder = copy.deepcopy(encoder)
+        self.target_encoder.requires_grad_(False)
+        self.mask = dict(mask or {})
+        self.ema = (float(ema[0]), float(ema[1]))
+        self.ipe_scale = float(ipe_scale)
+        self.start_lr = float(start_lr)
+        self.weight_decay = float(weight_decay)
+        self.final_weight_decay = float(final_weight_decay)
+        self.collapse_std = float(collapse_std)
+        self._momentum = self.ema[0]  # of the coming optimiser step (before_optimizer_step)
+        self._batches = 0  # batches drawn so far in the run: the block-size generator's seed
+        self._epoch = 0
+        self._sums: Tensor | None = None  # (target std, loss) summed over the epoch's batches
+        self._count = 0
+        self.last_epoch_loss = 0.0
+
+    # -------------------------------------------------------------------------- forward
+    def draw_masks(self, batch: int, grid: tuple[int, int], generator) -> MultiBlockMasks:
+        """This batch's masks (CPU); the block sizes come from the run's batch counter."""
+        seed, self._batches = self._batches, self._batches + 1
+        return multiblock_masks(
+            batch, grid, generator=generator, size_generator=block_size_generator(seed), **self.mask
+        )
+
+    def encode_context(self, images: Tensor, context: list[Tensor]) -> Tensor:
+        """Encoder on the context tokens: (n_ctx B, K_ctx, D) after the final norm."""
+        tokens = self.encoder.patch_embed(images)  # (B, N, D)
+        index = torch.cat(context, dim=0)
+        return self.encoder.forward_blocks(gather_tokens(tokens, context), pos_index=index)
+
+    @torch.no_grad()
+    def target_features(self, images: Tensor) -> Tensor:
+        """Target encoder on the whole image, layer-normed over D: (B, N, D) float32."""
+        h = self.target_encoder.forward_features(images).float()
+        return F.layer_norm(h, (h.shape[-1],))
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None):
+        """Loss of one batch.
+
+        Args:
+            images: (B, C, H, W) in [0, 1]; H, W give the encoder's patch grid.
+            generator: CPU generator of the block positions (None: torch's global generator).
+
+        Returns:
+            ``(loss, stats)``: 0-d float32 smooth-L1 loss and ``{"loss", "target_std"}``.
+        """
+        b, p = images.shape[0], self.encoder.patch_size
+        grid = (images.shape[-2] // p, images.shape[-1] // p)
+        if grid != tuple(self.encoder.grid_size):
+            raise ValueError(f"ijepa needs the {self.encoder.grid_size} grid, got {grid}")
+        masks = self.draw_masks(b, grid, generator)
+        context = [m.to(images.device, non_blocking=True) for m in masks.context]
+        targets = [m.to(images.device, non_blocking=True) for m in masks.targets]
+        h = self.target_features(images)
+        std = h.std(dim=0, correction=0).mean() if b > 1 else None
+        h = repeat_interleave_batch(gather_tokens(h, targets), b, len(context))
+        z = self.predictor(self.encode_context(images, context), context, targets)
+        loss = F.smooth_l1_loss(z.float(), h)
+        if self.training and std is not None:
+            pair = torch.stack([std, loss.detach()])
+            self._sums = pair if self._sums is None else self._sums + pair
+            self._count += 1
+        stats = {"loss": loss.detach()}
+        if std is not None:
+            stats["target_std"] = std
+        return loss, stats
+
+    # -------------------------------------------------------------------------- training hooks
+    def optimizer_param_groups(self, weight_decay: float, decay_tokens: bool) -> list[dict]:
+        """Upstream ``init_opt``'s four groups: encoder then predictor weights (decayed), encoder
+        then predictor biases and 1-d parameters (``WD_exclude``); ``decay_tokens`` is unused
+        (upstream decays ``mask_token``; the builder refuses ``TRAIN.DECAY_TOKENS False``)."""
+
+        def part(module: nn.Module, decayed: bool) -> list[nn.Parameter]:
+            named = module.named_parameters()
+            return [p for n, p in named if ("bias" not in n and p.ndim != 1) == decayed]
+
+        return [
+            {"params": part(self.encoder, True), "weight_decay": weight_decay},
+            {"params": part(self.predictor, True), "weight_decay": weight_decay},
+            {"params": part(self.encoder, False), "WD_exclude": True, "weight_decay": 0.0},
+            {"params": part(self.predictor, False), "WD_exclude": True, "weight_decay": 0.0},
+        ]
+
+    def before_optimizer_step(self, optimizer, plan, micro_step: int) -> None:
+        """Set lr, weight decay and the coming EMA momentum for optimiser step k (upstream's
+        schedulers, see the module docstring) and the batch counter."""
+        ipe = plan.steps_per_epoch
+        k = plan.epoch * ipe + micro_step // plan.accum + 1
+        total = int(self.ipe_scale * plan.epochs * ipe)
+        warmup = int(plan.warmup_epochs * ipe)
+        lr = warmup_cosine_lr(k, warmup, total, self.start_lr, plan.lr_peak, plan.min_lr)
+        wd = self.weight_decay
+        if self.final_weight_decay >= 0:
+            wd = cosine_weight_decay(k, total, self.weight_decay, self.final_weight_decay)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+            if not group.get("WD_exclude", False):
+                group["weight_decay"] = wd
+        self._momentum = ema_momentum(k, ipe * plan.epochs * self.ipe_scale, self.ema)
+        self._batches = plan.epoch * plan.iters + micro_step
+        self._epoch = plan.epoch
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """``t <- m t + (1 - m) e`` for every (encoder, target) parameter pair, in order."""
+        for q, k in zip(self.encoder.parameters(), self.target_encoder.parameters()):
+            k.mul_(momentum).add_((1.0 - momentum) * q.detach())
+
+    def on_optimizer_step(self, progress: float) -> None:
+        """EMA update of the target encoder with this step's momentum."""
+        self.update_target(self._momentum)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """``target_std`` of the epoch (mean over batches and ranks); warns below the threshold."""
+        if self._sums is None:
+            return {}
+        sums = self._sums.detach().float() / self._count
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(sums)
+            sums /= dist.get_world_size()
+        std, loss = (float(v) for v in sums.tolist())
+        self._sums, self._count, self.last_epoch_loss = None, 0, loss
+        main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+        if main and std < self.collapse_std:
+            print(
+                f"warning: epoch {self._epoch}: target features' std across the batch {std:.3g} "
+                f"< TRAIN.COLLAPSE_STD {self.collapse_std:g}: the EMA target may be collapsing",
+                flush=True,
+            )
+        return {"target_std": std}
+
+    # -------------------------------------------------------------------------- checkpoint
+    def checkpoint_entries(self, optimizer_state: dict | None, epoch: int, args: dict) -> dict:
+        """Upstream ``save_checkpoint``'s dict (``epoch`` = epochs finished) plus our ``args``."""
+
+        def ddp(module: nn.Module) -> dict[str, Tensor]:
+            return {DDP_PREFIX + k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+        return {
+            "encoder": ddp(self.encoder),
+            "predictor": ddp(self.predictor),
+            "target_encoder": ddp(self.target_encoder),
+            "opt": optimizer_state,
+            "scaler": dict(GRAD_SCALER_STATE),
+            "epoch": int(epoch) + 1,
+            "loss": float(self.last_epoch_loss),
+            "batch_size": int(args.get("batch_size", 0)),
+            "world_size": int(args.get("world_size", 1)),
+            "lr": float(args.get("lr", 0.0)),
+            "args": args,
+        }
+
+    def restore_checkpoint_entries(self, ckpt: dict, path: str) -> dict | None:
+        """Load the three state dicts (``module.`` stripped, strict); return ``opt``.
+
+        Raises:
+            SarjepaError: an entry is missing, or its keys or shapes differ (names ``path``).
+        """
+        parts = (
+            ("encoder", self.encoder),
+            ("predictor", self.predictor),
+            ("target_encoder", self.target_encoder),
+        )
+        for key, module in parts:
+            state = ckpt.get(key)
+            if not isinstance(state, dict):
+                raise SarjepaError(
+                    f"checkpoint '{path}' has no '{key}' entry (not an I-JEPA checkpoint)"
+                )
+            _load_strict(module, state, f"checkpoint '{path}' entry '{key}'")
+        return ckpt.get("opt")
+
+    def start_epoch(self, ckpt: dict) -> int:
+        """Upstream's ``epoch`` counts finished epochs: the run goes on with that index."""
+        return int(ckpt["epoch"])
+
+    def describe(self) -> dict:
+        return {
+            "method": self.name,
+            "target": self.target_name,
+            "target_options": {"layer_norm": True, "affine": False},
+            "masking": {"kind": "multiblock", **_plain(self.mask)},
+            "predictor": {
+                "kind": "vit",
+                "embed_dim": int(self.predictor.predictor_embed.out_features),
+                "depth": len(self.predictor.predictor_blocks),
+            },
+            "ema": list(self.ema),
+            "ipe_scale": self.ipe_scale,
+            "start_lr": self.start_lr,
+            "weight_decay": [self.weight_decay, self.final_weight_decay],
+            "collapse_std": self.collapse_std,
+            "pooling": "mean",
+            "source": "facebookresearch/ijepa src/train.py (MaskCollator, vision_transformer.py)",
+        }
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _load_strict(module: nn.Module, state: dict, what: str) -> None:
+    """``module.load_state_dict(state)`` without ``module.`` prefixes, with one-line errors."""
+    state = {(k[len(DDP_PREFIX) :] if k.startswith(DDP_PREFIX) else k): v for k, v in state.items()}
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    bad = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or bad:
+        raise SarjepaError(
+            f"{what} does not fit: missing {missing[:4] or 'none'}, unexpected "
+            f"{unexpected[:4] or 'none'}, shape mismatch {bad[:4] or 'none'}"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _mask_options(cfg, grid: tuple[int, int]) -> dict:
+    """``multiblock_masks`` options from ``MASK.*``, checked against the patch grid."""
+    m = cfg.MASK
+    opts = {
+        "num_targets": int(m.NUM_TARGETS),
+        "target_scale": (float(m.TARGET_SCALE[0]), float(m.TARGET_SCALE[1])),
+        "target_aspect": (float(m.TARGET_ASPECT[0]), float(m.TARGET_ASPECT[1])),
+        "num_context": int(m.NUM_CONTEXT),
+        "context_scale": (float(m.CONTEXT_SCALE[0]), float(m.CONTEXT_SCALE[1])),
+        "min_keep": int(m.MIN_KEEP),
+        "allow_overlap": bool(m.ALLOW_OVERLAP),
+    }
+    if opts["num_targets"] < 1 or opts["num_context"] < 1 or opts["min_keep"] < 0:
+        raise SarjepaError(
+            "MASK.NUM_TARGETS and MASK.NUM_CONTEXT must be >= 1 and MASK.MIN_KEEP >= 0, got "
+            f"{m.NUM_TARGETS}, {m.NUM_CONTEXT}, {m.MIN_KEEP}"
+        )
+    for key in ("TARGET_SCALE", "CONTEXT_SCALE", "TARGET_ASPECT"):
+        lo, hi = (float(v) for v in m[key])
+        top = 1.0 if key.endswith("SCALE") else math.inf
+        if not 0.0 < lo <= hi <= top:
+            raise SarjepaError(f"MASK.{key} must be (low, high) with 0 < low <= high, got {m[key]}")
+    for what, scale, aspect in (
+        ("target", opts["target_scale"], opts["target_aspect"]),
+        ("context", opts["context_scale"], (1.0, 1.0)),
+    ):
+        bh, bw = smallest_block(grid, scale, aspect)
+        if bh * bw <= opts["min_keep"]:
+            raise SarjepaError(
+                f"{what} blocks can be {bh}x{bw} patches on the {grid[0]}x{grid[1]} grid, not more "
+                f"than MASK.MIN_KEEP {opts['min_keep']}: lower MASK.MIN_KEEP or raise the scale"
+            )
+    return opts
+
+
+def _check_ijepa_cfg(cfg) -> None:
+    """One-line errors for settings I-JEPA does not have."""
+    if cfg.MODEL.POS_EMBED != "sincos" or bool(cfg.MODEL.CLASS_TOKEN):
+        raise SarjepaError(
+            "method 'ijepa' uses a fixed sin-cos position table and no CLS token (upstream's "
+            f"ViT): set MODEL.POS_EMBED sincos and MODEL.CLASS_TOKEN False, got "
+            f"{cfg.MODEL.POS_EMBED} and {cfg.MODEL.CLASS_TOKEN}"
+        )
+    if cfg.TARGET.NAME or len(cfg.TARGET.OPTIONS):
+        raise SarjepaError(
+            "method 'ijepa' predicts its EMA target encoder's features: TARGET.NAME and "
+            f"TARGET.OPTIONS must be empty, got '{cfg.TARGET.NAME}'"
+        )
+    if not bool(cfg.TRAIN.DECAY_TOKENS):
+        raise SarjepaError(
+            "method 'ijepa' uses upstream's parameter groups (mask_token decayed): "
+            "TRAIN.DECAY_TOKENS False is not supported"
+        )
+    lo, hi = (float(v) for v in cfg.TRAIN.EMA_MOMENTUM)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise SarjepaError(f"TRAIN.EMA_MOMENTUM must be (m0, m1), 0 <= m0 <= m1 <= 1, got {lo, hi}")
+    if float(cfg.TRAIN.IPE_SCALE) < 1.0:
+        raise SarjepaError(
+            f"TRAIN.IPE_SCALE must be >= 1 (upstream's momentum schedule ends with the run "
+            f"otherwise), got {cfg.TRAIN.IPE_SCALE}"
+        )
+    p = cfg.PREDICTOR
+    if p.DEPTH < 1 or p.EMBED_DIM % 4 or p.EMBED_DIM % p.NUM_HEADS:
+        raise SarjepaError(
+            "method 'ijepa' needs PREDICTOR.DEPTH >= 1 and PREDICTOR.EMBED_DIM divisible by 4 and "
+            f"by PREDICTOR.NUM_HEADS, got {p.DEPTH}, {p.EMBED_DIM}, {p.NUM_HEADS}"
+        )
+
+
+def build_ijepa(cfg) -> IJEPA:
+    """Build I-JEPA from a pretraining config (see ``pretrain/configs/ijepa_vit_b16.yaml``)."""
+    from pretrain.methods import build_encoder
+
+    _check_ijepa_cfg(cfg)
+    encoder = build_encoder(cfg)
+    mask = _mask_options(cfg, tuple(encoder.grid_size))
+    return IJEPA(
+        encoder,
+        pred_dim=int(cfg.PREDICTOR.EMBED_DIM),
+        pred_depth=int(cfg.PREDICTOR.DEPTH),
+        pred_heads=int(cfg.PREDICTOR.NUM_HEADS),
+        pred_mlp_ratio=float(cfg.PREDICTOR.MLP_RATIO),
+        mask=mask,
+        ema=tuple(cfg.TRAIN.EMA_MOMENTUM),
+        ipe_scale=float(cfg.TRAIN.IPE_SCALE),
+        start_lr=float(cfg.TRAIN.START_LR),
+        weight_decay=float(cfg.TRAIN.WEIGHT_DECAY),
+        final_weight_decay=float(cfg.TRAIN.FINAL_WEIGHT_DECAY),
+        collapse_std=float(cfg.TRAIN.COLLAPSE_STD),
+    )
+
+
+def register(registry) -> None:
+    """Register ``ijepa``."""
+    registry.add("ijepa", build_ijepa)
