@@ -5,6 +5,20 @@ from __future__ import annotations
 from benchmark.datasets.base import DATASET_REGISTRY
 from benchmark.datasets.fixed import FixedLabelDataset
 
+#: The standard MSTAR SOC chips per class (17 deg train, 15 deg test): 2,747 / 2,425 in all.
+SOC_COUNTS: dict[str, tuple[int, int]] = {
+    "BMP2": (233, 195),
+    "BTR70": (233, 196),
+    "T72": (232, 196),
+    "BTR60": (256, 195),
+    "2S1": (299, 274),
+    "BRDM2": (298, 274),
+    "D7": (299, 274),
+    "T62": (299, 273),
+    "ZIL131": (299, 274),
+    "ZSU234": (299, 274),
+}
+
 
 @DATASET_REGISTRY.register("MSTAR_SOC", aliases=("mstar_soc", "mstar"))
 class MSTAR_SOC(FixedLabelDataset):  # noqa: N801 - Dassl registers datasets by class name

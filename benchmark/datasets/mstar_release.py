@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import SarjepaError
+from benchmark.datasets.mstar import SOC_COUNTS
 
 JPEG_SUFFIXES = (".jpeg", ".jpg")
 CLASS_SPELLINGS = {
@@ -101,18 +102,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "labels": list(SOC_CLASSES),
         "TRAIN": _split_rule((17,), _SOC_TRAIN),
         "TEST": _split_rule((15,), _SOC_TRAIN),
-        "standard": {
-            "BMP2": (233, 195),
-            "BTR70": (233, 196),
-            "T72": (232, 196),
-            "BTR60": (256, 195),
-            "2S1": (299, 274),
-            "BRDM2": (298, 274),
-            "D7": (299, 274),
-            "T62": (299, 273),
-            "ZIL131": (299, 274),
-            "ZSU234": (299, 274),
-        },  # fmt: skip
+        "standard": SOC_COUNTS,
     },
     "eoc1": {
         "dataset": "MSTAR_EOC1",

@@ -31,7 +31,7 @@ from benchmark import __version__
 from benchmark.core.errors import SarjepaError, unknown
 from benchmark.core.io import atomic_write_json
 from benchmark.datasets.fusar import New_FUSAR
-from benchmark.datasets.mstar import MSTAR_SOC
+from benchmark.datasets.mstar import MSTAR_SOC, SOC_COUNTS
 from benchmark.datasets.sar_acd import SAR_ACD
 
 #: Bump when the chips change for the same seed.
@@ -54,18 +54,7 @@ CLUTTER_KINDS = ("grass", "sea", "land", "coast", "apron")
 OUTPUTS = ("MSTAR_SOC", "New_FUSAR", "SAR_ACD", "pretrain", "synth.json", "README.txt")
 
 # Real MSTAR SOC per-class counts (17 deg train / 15 deg test): 2747 / 2425 chips.
-_MSTAR_FULL = {
-    "BMP2": (233, 195),
-    "BTR70": (233, 196),
-    "T72": (232, 196),
-    "BTR60": (256, 195),
-    "2S1": (299, 274),
-    "BRDM2": (298, 274),
-    "D7": (299, 274),
-    "T62": (299, 273),
-    "ZIL131": (299, 274),
-    "ZSU234": (299, 274),
-}
+_MSTAR_FULL = SOC_COUNTS
 #: Per scale: MSTAR (train, test) per class, FUSAR (train, val) per class, SAR-ACD per class,
 #: pretraining pool size.
 SCALES: dict[str, dict] = {

@@ -285,14 +285,23 @@ class TrainerBase:
         acc = 100.0 * (logits.argmax(1) == y).float().mean()
         return loss.detach(), acc.detach()
 
-    @torch.no_grad()
-    def test(self) -> dict[str, Any]:
-        """Evaluate the current model on ``TEST.SPLIT``; prints Dassl's block; returns metrics."""
+    def eval_items(self) -> tuple[str, list]:
+        """``(split name, items)`` of ``TEST.SPLIT`` (the val set when asked and not empty).
+
+        Raises:
+            SarjepaError: the chosen set is empty.
+        """
         split = str(self.cfg.TEST.SPLIT)
         items = self.dataset.val if split == "val" and self.dataset.val else self.dataset.test
         split = "val" if items is self.dataset.val else "test"
         if not items:
             raise SarjepaError(f"the {split} set is empty")
+        return split, items
+
+    @torch.no_grad()
+    def test(self) -> dict[str, Any]:
+        """Evaluate the current model on ``TEST.SPLIT``; prints Dassl's block; returns metrics."""
+        split, items = self.eval_items()
         self.model.eval()
         evaluator = Classification(self.lab2cname, bool(self.cfg.TEST.PER_CLASS_RESULT), self.log)
         self.log(f"Evaluate on the *{split}* set")

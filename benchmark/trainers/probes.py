@@ -167,11 +167,7 @@ class _FeatureProbe(MIMLinear):
 
     @torch.no_grad()
     def test(self) -> dict[str, Any]:
-        split = str(self.cfg.TEST.SPLIT)
-        items = self.dataset.val if split == "val" and self.dataset.val else self.dataset.test
-        split = "val" if items is self.dataset.val else "test"
-        if not items:
-            raise SarjepaError(f"the {split} set is empty")
+        split, items = self.eval_items()
         feats, labels = self._split(items, f"{split} features")
         evaluator = Classification(self.lab2cname, bool(self.cfg.TEST.PER_CLASS_RESULT), self.log)
         self.log(f"Evaluate on the *{split}* set")
