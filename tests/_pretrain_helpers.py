@@ -69,3 +69,29 @@ def tiny_cfg(
     cfg.DATA_DIR = str(data) if data else ""
     cfg.OUTPUT_DIR = str(out) if out else ""
     return cfg
+
+
+def assert_features_cli_equals_cls(ckpt: Path, config: str, tmp_path: Path, **extra) -> None:
+    """`sarjepa features` on a pretraining checkpoint gives the method's encoder's CLS token
+    after the final norm, for three random 64 x 64 8-bit images (to 1e-5)."""
+    import torch
+
+    from benchmark.cli import main
+    from pretrain.methods import build_method
+
+    x = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = (x * 255).round() / 255
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
+    npz = tmp_path / "f.npz"
+    argv = ["features", "--weights", str(ckpt), "--images", str(folder), "--out", str(npz)]
+    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(64, 64)", "RUN.PROGRESS", "False"]
+    assert main(argv) == 0
+    method = build_method(tiny_cfg(config, **extra))
+    method.load_checkpoint_state_dict(torch.load(ckpt, weights_only=True)["model"])
+    with torch.no_grad():
+        want = method.encoder.eval().forward_features(x)[:, 0]
+    with np.load(npz) as z:
+        np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)

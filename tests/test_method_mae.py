@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from _pretrain_helpers import tiny_cfg, write_chips
+from _pretrain_helpers import assert_features_cli_equals_cls, tiny_cfg, write_chips
 from PIL import Image
 
 from benchmark.cli import main
@@ -272,23 +272,7 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(chips, tmp_path):
 def test_checkpoint_feeds_sarjepa_features(chips, tmp_path):
     out = tmp_path / "run"
     train(tiny_cfg("fgmae_tiny", data=chips, out=out, **{**SINCOS, "TRAIN.EPOCHS": 1}))
-    ckpt = out / "checkpoint-0.pth"
-    x = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
-    x = (x * 255).round() / 255
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(3):
-        Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
-    npz = tmp_path / "f.npz"
-    argv = ["features", "--weights", str(ckpt), "--images", str(folder), "--out", str(npz)]
-    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(64, 64)", "RUN.PROGRESS", "False"]
-    assert main(argv) == 0
-    method = build_method(tiny_cfg("fgmae_tiny", **SINCOS))
-    method.load_checkpoint_state_dict(torch.load(ckpt, weights_only=True)["model"])
-    with torch.no_grad():
-        want = method.encoder.eval().forward_features(x)[:, 0]  # CLS after the final norm
-    with np.load(npz) as z:
-        np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
+    assert_features_cli_equals_cls(out / "checkpoint-0.pth", "fgmae_tiny", tmp_path, **SINCOS)
 
 
 def test_cli_pretrain_mae_tiny_then_features(chips, tmp_path):
