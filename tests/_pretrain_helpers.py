@@ -95,3 +95,32 @@ def assert_features_cli_equals_cls(ckpt: Path, config: str, tmp_path: Path, **ex
         want = method.encoder.eval().forward_features(x)[:, 0]
     with np.load(npz) as z:
         np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
+
+
+def pretrain_then_features(config: str, chips: Path, tmp_path: Path, method_name: str):
+    """`sarjepa pretrain --config <config>` for one epoch, then `sarjepa features` on two random
+    112 x 112 8-bit images. Returns ``(checkpoint path, images (2, 1, 112, 112) in [0, 1],
+    features array)``; checks the sidecar names ``method_name``."""
+    import torch
+
+    from benchmark.cli import main
+    from pretrain import checkpoints as ck
+
+    out = tmp_path / "run"
+    argv = ["pretrain", "--config", config, "--data", str(chips), "--output", str(out)]
+    argv += ["--no-progress", "TRAIN.EPOCHS", "1", "TRAIN.BATCH_SIZE", "8", "DEVICE", "cpu"]
+    assert main(argv) == 0
+    path = out / "checkpoint-0.pth"
+    assert ck.read_sidecar(path)["method"] == method_name
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    arrays = np.random.default_rng(0).integers(0, 256, (2, 112, 112), dtype=np.uint8)
+    for i, a in enumerate(arrays):
+        Image.fromarray(a).save(folder / f"{i}.png")
+    npz = tmp_path / "f.npz"
+    argv = ["features", "--weights", str(path), "--images", str(folder), "--out", str(npz)]
+    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(112, 112)", "RUN.PROGRESS", "False"]
+    assert main(argv) == 0
+    with np.load(npz) as z:
+        feats = z["features"]
+    return path, torch.from_numpy(arrays).float().div(255).unsqueeze(1), feats

@@ -9,11 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from _pretrain_helpers import tiny_cfg, write_chips
-from PIL import Image
+from _pretrain_helpers import pretrain_then_features, tiny_cfg, write_chips
 
 import pretrain.masking as masking
-from benchmark.cli import main
 from benchmark.core.errors import SarjepaError
 from pretrain import checkpoints as ck
 from pretrain.loop import EpochPlan
@@ -492,29 +490,13 @@ def test_cli_pretrain_ijepa_tiny_then_features(chips, tmp_path):
     from pretrain.config import load_config
     from pretrain.weights import load_encoder
 
-    out = tmp_path / "run"
-    argv = ["pretrain", "--config", "ijepa_tiny", "--data", str(chips), "--output", str(out)]
-    argv += ["--no-progress", "TRAIN.EPOCHS", "1", "TRAIN.BATCH_SIZE", "8", "DEVICE", "cpu"]
-    assert main(argv) == 0
-    path = out / "checkpoint-0.pth"
-    assert ck.read_sidecar(path)["method"] == "ijepa"
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    arrays = np.random.default_rng(0).integers(0, 256, (2, 112, 112), dtype=np.uint8)
-    for i, a in enumerate(arrays):
-        Image.fromarray(a).save(folder / f"{i}.png")
-    npz = tmp_path / "f.npz"
-    argv = ["features", "--weights", str(path), "--images", str(folder), "--out", str(npz)]
-    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(112, 112)", "RUN.PROGRESS", "False"]
-    assert main(argv) == 0
+    path, x, feats = pretrain_then_features("ijepa_tiny", chips, tmp_path, "ijepa")
     method = build_method(load_config("ijepa_tiny", ["DEVICE", "cpu"]))
     method.restore_checkpoint_entries(torch.load(path, weights_only=True), str(path))
-    x = torch.from_numpy(arrays).float().div(255).unsqueeze(1)
     with torch.no_grad():
         want = method.target_encoder.eval().forward_features(x).mean(dim=1)
-    with np.load(npz) as z:
-        assert z["features"].shape == (2, 64)
-        np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
+    assert feats.shape == (2, 64)
+    np.testing.assert_allclose(feats, want.numpy(), rtol=0, atol=1e-5)
     ck.sidecar_path(path).unlink()  # as upstream saves it: no sidecar, no 'args'
     torch.save({k: v for k, v in torch.load(path, weights_only=True).items() if k != "args"}, path)
     loaded = load_encoder(path, overrides={"num_heads": 2}, log=lambda _: None)  # width 64

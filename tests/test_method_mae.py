@@ -9,10 +9,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from _pretrain_helpers import assert_features_cli_equals_cls, tiny_cfg, write_chips
-from PIL import Image
+from _pretrain_helpers import (
+    assert_features_cli_equals_cls,
+    pretrain_then_features,
+    tiny_cfg,
+    write_chips,
+)
 
-from benchmark.cli import main
 from benchmark.core.errors import SarjepaError
 from pretrain import checkpoints as ck
 from pretrain.masking import random_masking
@@ -278,31 +281,15 @@ def test_checkpoint_feeds_sarjepa_features(chips, tmp_path):
 def test_cli_pretrain_mae_tiny_then_features(chips, tmp_path):
     """`sarjepa pretrain --config mae_tiny` writes a checkpoint that `sarjepa features` pools as
     the CLS token after the encoder's final norm (MAE's models_vit without global pooling)."""
-    out = tmp_path / "run"
-    argv = ["pretrain", "--config", "mae_tiny", "--data", str(chips), "--output", str(out)]
-    argv += ["--no-progress", "TRAIN.EPOCHS", "1", "TRAIN.BATCH_SIZE", "8", "DEVICE", "cpu"]
-    assert main(argv) == 0
-    ckpt = out / "checkpoint-0.pth"
-    assert ck.read_sidecar(ckpt)["method"] == "mae"
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    arrays = np.random.default_rng(0).integers(0, 256, (2, 112, 112), dtype=np.uint8)
-    for i, a in enumerate(arrays):
-        Image.fromarray(a).save(folder / f"{i}.png")
-    npz = tmp_path / "f.npz"
-    argv = ["features", "--weights", str(ckpt), "--images", str(folder), "--out", str(npz)]
-    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(112, 112)", "RUN.PROGRESS", "False"]
-    assert main(argv) == 0
     from pretrain.config import load_config
 
+    ckpt, x, feats = pretrain_then_features("mae_tiny", chips, tmp_path, "mae")
     method = build_method(load_config("mae_tiny", ["DEVICE", "cpu"]))
     method.load_checkpoint_state_dict(torch.load(ckpt, weights_only=True)["model"])
-    x = torch.from_numpy(arrays).float().div(255).unsqueeze(1)
     with torch.no_grad():
         want = method.encoder.eval().forward_features(x)[:, 0]
-    with np.load(npz) as z:
-        assert z["features"].shape == (2, 64)
-        np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
+    assert feats.shape == (2, 64)
+    np.testing.assert_allclose(feats, want.numpy(), rtol=0, atol=1e-5)
 
 
 def test_model_dict_alone_reads_as_upstream_mae_format(tmp_path):
