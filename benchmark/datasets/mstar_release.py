@@ -329,8 +329,6 @@ def build_layout(
     Returns:
         The manifest (``files`` included).
     """
-    from benchmark.core.io import atomic_write_json
-    from benchmark.core.provenance import file_sha256
 
     if protocol not in PROTOCOLS:
         from benchmark.core.errors import unknown
@@ -350,23 +348,44 @@ def build_layout(
         raise SarjepaError(
             f"'{final}' exists and was not built from these chips; remove it or choose --out"
         )
+    placements = [(f"{s}/{c.cls}/{c.name}.jpeg", c) for s in ("TRAIN", "TEST") for c in chosen[s]]
+    manifest, how = _assemble(
+        src_p, final, placements, copy, lambda files: _manifest(protocol, chosen, files, dups)
+    )
+    log(f"{final}: {len(placements)} chips ({how['link']} hard links, {how['copy']} copies)")
+    return manifest
+
+
+def _assemble(
+    src: Path, final: Path, placements: list[tuple[str, Chip]], copy: bool, manifest_of
+) -> tuple[dict, Counter]:
+    """Place ``(path under final, chip)`` pairs into a temporary sibling of ``final``, write
+    ``manifest_of(files)`` as its ``manifest.json`` and rename it to ``final`` (an empty
+    ``final`` is replaced); on any error the temporary folder is removed and ``final`` is
+    untouched. ``files`` lists ``{"path", "source", "sha256"}`` per placed chip.
+
+    Returns:
+        ``(manifest, Counter of "link" / "copy")``.
+    """
+    from benchmark.core.io import atomic_write_json
+    from benchmark.core.provenance import file_sha256
+
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     files, how = [], Counter()
     try:
-        for split in ("TRAIN", "TEST"):
-            for c in chosen[split]:
-                rel = f"{split}/{c.cls}/{c.name}.jpeg"
-                how[_place(src_p / c.rel, tmp / rel, copy)] += 1
-                files.append({"path": rel, "source": c.rel, "sha256": file_sha256(tmp / rel)})
-        manifest = _manifest(protocol, chosen, files, dups)
+        for rel, c in placements:
+            how[_place(src / c.rel, tmp / rel, copy)] += 1
+            files.append({"path": rel, "source": c.rel, "sha256": file_sha256(tmp / rel)})
+        manifest = manifest_of(files)
         atomic_write_json(manifest, tmp / "manifest.json")
+        if final.exists():
+            final.rmdir()  # empty: callers refuse a folder with content
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"{final}: {len(files)} chips ({how['link']} hard links, {how['copy']} copies)")
-    return manifest
+    return manifest, how
 
 
 def _read_manifest(folder: Path) -> dict | None:
@@ -391,8 +410,6 @@ def build_pool(
     path under ``pool`` (JPEG suffix ``.jpeg``), plus ``manifest.json``. Unlabeled: for
     ``sarjepa pretrain --data POOL``.
     """
-    from benchmark.core.io import atomic_write_json
-    from benchmark.core.provenance import file_sha256
 
     src_p, pool_p = Path(src), Path(pool)
     chips = chips if chips is not None else scan_release(src_p)[0]
@@ -412,16 +429,10 @@ def build_pool(
         raise SarjepaError(f"pool folder '{pool_p}' is not empty; remove it or choose another")
     from benchmark.core.provenance import code_version
 
-    # assembled beside the pool and renamed when complete, as the layouts are
-    tmp = pool_p.with_name(f".{pool_p.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    files, how = [], Counter()
-    try:
-        for c in keep:
-            rel = c.rel[: c.rel.lower().rfind(".jp")] + ".jpeg"
-            how[_place(src_p / c.rel, tmp / rel, copy)] += 1
-            files.append({"path": rel, "source": c.rel, "sha256": file_sha256(tmp / rel)})
-        manifest = {
+    placements = [(c.rel[: c.rel.lower().rfind(".jp")] + ".jpeg", c) for c in keep]
+
+    def manifest_of(files: list[dict]) -> dict:
+        return {
             "format": "sarjepa-mstar-pool/1",
             "protocol": protocol,
             "excluded": f"the {len(test_names)} test chips of {PROTOCOLS[protocol]['dataset']}",
@@ -431,14 +442,10 @@ def build_pool(
             "code_version": code_version(),
             "files": files,
         }
-        atomic_write_json(manifest, tmp / "manifest.json")
-        if pool_p.exists():
-            pool_p.rmdir()  # empty (checked above)
-        os.replace(tmp, pool_p)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log(f"{pool_p}: {len(files)} pool chips ({how['link']} hard links, {how['copy']} copies)")
+
+    # assembled beside the pool and renamed when complete, as the layouts are
+    manifest, how = _assemble(src_p, pool_p, placements, copy, manifest_of)
+    log(f"{pool_p}: {len(placements)} pool chips ({how['link']} hard links, {how['copy']} copies)")
     return manifest
 
 
