@@ -200,3 +200,11 @@ def tiny_cfg(root: Path, out: Path, cache: Path, trainer: str, seed: int = 0, **
         opts=tiny_overrides(**extra),
         overrides=overrides,
     )
+
+
+def easy_data_with_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """:func:`make_easy_mstar` (10 train / 3 test per class) and our checkpoint of a tiny ViT."""
+    root = tmp_path_factory.mktemp("data")
+    make_easy_mstar(root, n_train=10, n_test=3)
+    ckpt = save_sarjepa(tiny_vit(seed=3), tmp_path_factory.mktemp("ckpt") / "checkpoint-3.pth")
+    return root, ckpt

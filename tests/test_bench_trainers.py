@@ -8,7 +8,10 @@ import os
 import numpy as np
 import pytest
 import torch
-from _bench_run_helpers import make_easy_mstar, save_sarjepa, tiny_cfg, tiny_vit
+from _bench_run_helpers import (
+    easy_data_with_checkpoint,
+    tiny_cfg,
+)
 from yacs.config import CfgNode as CN
 
 from benchmark.core.runtime import seed_everything
@@ -97,10 +100,7 @@ def _trainer(cfg):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    make_easy_mstar(root, n_train=10, n_test=3)
-    ckpt = save_sarjepa(tiny_vit(seed=3), tmp_path_factory.mktemp("ckpt") / "checkpoint-3.pth")
-    return root, ckpt
+    return easy_data_with_checkpoint(tmp_path_factory)
 
 
 def test_heads_initialisation_and_trainable_parameters(data, tmp_path):

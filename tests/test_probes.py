@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _bench_run_helpers import make_easy_mstar, save_sarjepa, tiny_cfg, tiny_overrides, tiny_vit
+from _bench_run_helpers import (
+    easy_data_with_checkpoint,
+    tiny_cfg,
+    tiny_overrides,
+)
 
 from benchmark.core.errors import SarjepaError
 from benchmark.grid import GridSpec, run_grid, write_outputs
@@ -88,10 +92,7 @@ def test_c_search_picks_the_best_val_accuracy_and_refines_in_log_space():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    make_easy_mstar(root, n_train=10, n_test=3)
-    ckpt = save_sarjepa(tiny_vit(seed=3), tmp_path_factory.mktemp("ckpt") / "checkpoint-3.pth")
-    return root, ckpt
+    return easy_data_with_checkpoint(tmp_path_factory)
 
 
 @pytest.mark.parametrize("trainer", ["MIM_knn", "MIM_logreg"])

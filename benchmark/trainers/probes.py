@@ -80,11 +80,16 @@ def knn_scores(
     return votes
 
 
+def feature_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and (population) std of ``(N, D)`` training features; a std below
+    :data:`STD_FLOOR` becomes 1 (that dimension is only centred)."""
+    std = train.std(0)
+    return train.mean(0), np.where(std < STD_FLOOR, 1.0, std)
+
+
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Centre and scale every array with the training set's per-dimension mean and std."""
-    mean = train.mean(0)
-    std = train.std(0)
-    std = np.where(std < STD_FLOOR, 1.0, std)
+    mean, std = feature_stats(train)
     return [(x - mean) / std for x in (train, *others)]
 
 
@@ -220,11 +225,12 @@ class MIMLogreg(_FeatureProbe):
             xs = standardise(x.double().numpy())[0]
             self.c, self.tried = float(opts.C), []
             self.log(f"logreg: no val split, C = TRAINER.LOGREG.C = {self.c:.4g}")
-        self.train_np = x.double().numpy()
+        self.stats = feature_stats(x.double().numpy())
         self.clf = _fit(xs, y.numpy(), self.c, max_iter)
 
     def scores(self, feats: Tensor) -> Tensor:
-        _, xs = standardise(self.train_np, feats.double().numpy())
+        mean, std = self.stats
+        xs = (feats.double().numpy() - mean) / std
         proba = np.zeros((xs.shape[0], self.num_classes))
         proba[:, self.clf.classes_] = self.clf.predict_proba(xs)
         return torch.from_numpy(proba)
