@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import pretrain.models.attention as attention_mod
 import pretrain.models.vit as vit_mod
 from benchmark.core.errors import SarjepaError
 from pretrain.models import VisionTransformer, build_vit, vit_base, vit_large, vit_small, vit_tiny
@@ -187,13 +188,13 @@ def test_sincos_subset_adds_full_grid_positions():
 
 def test_pool_head_and_sdpa(monkeypatch):
     calls = []
-    real = vit_mod.F.scaled_dot_product_attention
+    real = attention_mod.F.scaled_dot_product_attention
 
     def spy(*args, **kwargs):
         calls.append(kwargs.get("attn_mask"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(vit_mod.F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(attention_mod.F, "scaled_dot_product_attention", spy)
     model = _tiny(img_size=64, num_classes=5, global_pool="mean").eval()
     img = torch.rand(3, 1, 64, 64)
     feats = model.forward_features(img)

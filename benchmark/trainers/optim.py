@@ -102,7 +102,9 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], optim_cfg: Any) -> tor
 
     ``adamw``: AdamW(lr, weight_decay, betas=(ADAM_BETA1, ADAM_BETA2)); ``adam``: Adam with
     ``eps=1e-4`` as in the authors' patched Dassl; ``sgd``: SGD with momentum, dampening and
-    Nesterov from the config.
+    Nesterov from the config. Adam(W) uses torch's fused kernel when every parameter is on a
+    CUDA device (one launch per step instead of several per tensor; same update up to rounding),
+    its default for-each kernel elsewhere.
     """
     o = optim_cfg
     name = str(o.NAME).lower()
@@ -111,10 +113,11 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], optim_cfg: Any) -> tor
         raise SarjepaError("the trainer has no trainable parameters")
     lr, wd = float(o.LR), float(o.WEIGHT_DECAY)
     betas = (float(o.ADAM_BETA1), float(o.ADAM_BETA2))
+    fused = {"fused": True} if all(p.is_cuda for p in params) else {}
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas, **fused)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=1e-4, weight_decay=wd, betas=betas)
+        return torch.optim.Adam(params, lr=lr, eps=1e-4, weight_decay=wd, betas=betas, **fused)
     if name == "sgd":
         return torch.optim.SGD(
             params,

@@ -130,6 +130,27 @@ class ContextualKeyRPE(nn.Module):
         self.num_buckets = num_buckets
         self.lookup_table_weight = nn.Parameter(torch.zeros(1, head_dim, num_buckets))
 
+    def per_bucket(self, q: Tensor, bucket_ids: Tensor) -> Tensor:
+        """Products ``q . W[0, :, n]`` for every bucket ``n``.
+
+        Args:
+            q: unscaled queries ``(B, H, T, head_dim)``.
+            bucket_ids: LongTensor ``(T, T)`` (only its shape is checked here).
+
+        Returns:
+            ``(B, H, T, num_buckets)`` in ``q``'s dtype.
+        """
+        t = q.shape[-2]
+        if bucket_ids.shape != (t, t):
+            raise ValueError(f"rpe_index has shape {tuple(bucket_ids.shape)}, expected ({t}, {t})")
+        return torch.matmul(q, self.lookup_table_weight.to(q.dtype))
+
+    @staticmethod
+    def gather(per_bucket: Tensor, bucket_ids: Tensor) -> Tensor:
+        """``bias[b, h, i, j] = per_bucket[b, h, i, bucket_ids[i, j]]``, ``(B, H, T, T)``."""
+        b, h, t, _ = per_bucket.shape
+        return torch.gather(per_bucket, -1, bucket_ids.expand(b, h, t, t))
+
     def forward(self, q: Tensor, bucket_ids: Tensor) -> Tensor:
         """Additive attention bias.
 
@@ -140,11 +161,7 @@ class ContextualKeyRPE(nn.Module):
         Returns:
             ``(B, H, T, T)`` bias in ``q``'s dtype (one small matmul, then a gather).
         """
-        b, h, t, _ = q.shape
-        if bucket_ids.shape != (t, t):
-            raise ValueError(f"rpe_index has shape {tuple(bucket_ids.shape)}, expected ({t}, {t})")
-        per_bucket = torch.matmul(q, self.lookup_table_weight.to(q.dtype))  # (B, H, T, buckets)
-        return torch.gather(per_bucket, -1, bucket_ids.expand(b, h, t, t))
+        return self.gather(self.per_bucket(q, bucket_ids), bucket_ids)
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, num_buckets={self.num_buckets}, shared_head=True"

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from torch import Tensor, nn
 
 from benchmark.core.errors import SarjepaError, unknown
+from pretrain.models.attention import attend, default_impl
 from pretrain.models.irpe import ContextualKeyRPE, cached_bucket_ids, square_bucket_ids
 from pretrain.models.pos_embed import cached_sincos_2d, sincos_2d
 
@@ -37,12 +37,15 @@ ARCH_KEYS = (
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through ``scaled_dot_product_attention``.
+    """Multi-head self-attention, by default through ``scaled_dot_product_attention``.
 
-    Setting ``attn_hook`` to a callable switches this module to an explicit softmax
+    ``attn_impl`` picks how the same attention is computed (:mod:`pretrain.models.attention`:
+    ``sdpa``, ``aligned``, ``triton``, ``math``); it starts as ``$SARJEPA_ATTN`` (default
+    ``sdpa``) and is switched with :func:`pretrain.models.attention.set_attention`.
+    Setting ``attn_hook`` to a callable switches this module to the explicit softmax
     (``softmax(q k^T / sqrt(head_dim) + bias)`` in float32, then ``@ v``) that hands the
     attention probabilities ``(B, H, T, T)`` to the hook on every forward (attention analyses);
-    with ``attn_hook`` None (the default) the fused kernel runs and nothing is kept.
+    with ``attn_hook`` None (the default) nothing is kept.
 
     Args:
         dim: token width ``D``; must be divisible by ``num_heads``.
@@ -61,6 +64,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rpe_k = ContextualKeyRPE(self.head_dim) if rpe else None
         self.attn_hook: Callable[[Tensor], None] | None = None
+        self.attn_impl = default_impl()
 
     def forward(self, x: Tensor, rpe_index: Tensor | None = None) -> Tensor:
         """Args: x ``(B, T, D)``; rpe_index ``(T, T)`` bucket ids (inferred for a square grid
@@ -68,27 +72,28 @@ class Attention(nn.Module):
         b, t, d = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, H, T, hd)
-        bias = None
-        if self.rpe_k is not None:
-            if rpe_index is None:
-                rpe_index = square_bucket_ids(t, x.device)
-            # unscaled q, as the authors' copy of iRPE (the reference iRPE code scales q first)
-            bias = self.rpe_k(q, rpe_index)
+        if self.rpe_k is not None and rpe_index is None:
+            rpe_index = square_bucket_ids(t, x.device)
+        # the iRPE term uses the unscaled q, as the authors' copy of iRPE (the reference iRPE
+        # code scales q first)
         if self.attn_hook is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            out = attend(q, k, v, self.rpe_k, rpe_index, self.attn_impl)
         else:
-            out = self._explicit_attention(q, k, v, bias)
+            out = self._explicit_attention(q, k, v, rpe_index)
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
 
-    def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
-        """The fused kernel's computation written out; ``attn_hook`` gets the probabilities."""
+    def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor, ids: Tensor | None) -> Tensor:
+        """The ``math`` computation; ``attn_hook`` gets the float32 probabilities."""
         logits = torch.matmul(q, k.transpose(-2, -1)).float() * self.head_dim**-0.5
-        if bias is not None:
-            logits = logits + bias.float()
+        if self.rpe_k is not None:
+            logits = logits + self.rpe_k(q, ids).float()
         probs = logits.softmax(dim=-1)  # (B, H, T, T), float32
         assert self.attn_hook is not None
         self.attn_hook(probs)
         return torch.matmul(probs.to(v.dtype), v)
+
+    def extra_repr(self) -> str:
+        return f"heads={self.num_heads}, head_dim={self.head_dim}, attn_impl={self.attn_impl}"
 
 
 class Block(nn.Module):
