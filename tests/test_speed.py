@@ -280,3 +280,41 @@ def test_methods_row_times_every_bundled_recipe_and_records_the_command(tmp_path
     assert code == 0
     assert report["command"].startswith("sarjepa bench --arch tiny")
     assert torch.__version__.startswith(report["versions"]["torch"])
+
+
+def test_attention_rows_time_every_impl_with_its_agreement_numbers(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the fused kernel cannot run here
+    out = tmp_path / "a.json"
+    argv = [
+        "bench", "--arch", "tiny", "--device", "cpu", "--iters", "1", "--warmup", "0",
+        "--only", "attention", "--json", str(out), "--threads", "1", "--img-size", "32",
+        "--train-batch", "2", "--eval-batch", "2", "--attn", "aligned",
+        "--attn-variants", "sdpa", "triton", "math",
+    ]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        code = main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    assert code == 0  # a skipped variant is not a failure
+    report = json.loads(out.read_text())
+    assert report["settings"]["attention"] == "aligned"
+    rows = {r["what"]: r for r in report["results"]}
+    assert list(rows) == [
+        "attention sdpa: finetune b2", "attention sdpa: eval b2", "attention triton",
+        "attention math: finetune b2", "attention math: eval b2",
+    ]  # fmt: skip
+    assert rows["attention triton"]["ours"]["error"].startswith("skipped: ")
+    for name in ("sdpa", "math"):
+        row = rows[f"attention {name}: finetune b2"]
+        assert row["ours"]["img_s"] > 0 and row["reference"]["img_s"] > 0
+        assert row["max_abs_diff_fp32"] < 1e-5 and row["max_grad_diff_fp32"] < 1e-5
+        assert 0 < row["rel_diff_bf16"] < 0.05  # bf16 rounds, but stays close
+    assert rows["attention math: finetune b2"]["max_abs_diff_fp32"] == 0.0
+
+
+def test_bad_attention_names_are_one_line_errors(capsys):
+    assert main(["bench", "--device", "cpu", "--attn-variants", "sdpa", "flash"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--attn value 'flash'" in err and "\n" not in err

@@ -13,7 +13,7 @@ import os
 
 from benchmark.core.errors import SarjepaError
 
-CHOICES = ("finetune", "eval", "pretrain", "gf", "methods")
+CHOICES = ("finetune", "eval", "pretrain", "gf", "methods", "attention")
 ARCHES = ("tiny", "small", "base", "large")
 # (CUDA, CPU) defaults: the paper's batch sizes on a GPU, small ones a 2-core CPU gets through.
 DEFAULTS = {
@@ -52,6 +52,15 @@ def register(subparsers) -> None:
         "--amp", default="auto", choices=("auto", "bf16", "off"),
         help="precision of ours: auto = bf16 autocast on CUDA, fp32 on CPU (the reference is fp32)",
     )  # fmt: skip
+    p.add_argument(
+        "--attn", default=None, metavar="IMPL",
+        help="attention implementation of ours: sdpa | aligned | triton | math "
+        "(default: $SARJEPA_ATTN, else sdpa)",
+    )  # fmt: skip
+    p.add_argument(
+        "--attn-variants", nargs="+", metavar="IMPL",
+        help="implementations the `attention` measurement times side by side (all four)",
+    )  # fmt: skip
     p.add_argument("--img-size", type=int, default=224, help="square input size (224)")
     p.add_argument("--train-batch", type=int, help="fine-tune step batch (CUDA 50, CPU 8)")
     p.add_argument(
@@ -73,6 +82,7 @@ def settings_from_args(args: argparse.Namespace):
     """Resolve device-dependent defaults and check the numbers; returns a ``speed.Settings``."""
     from benchmark.core.runtime import resolve_device
     from benchmark.speed import Settings
+    from pretrain.models.attention import ATTN_IMPLS, check_impl, default_impl, parse_impls
 
     device = resolve_device(args.device, "--device")
     k = 0 if device.type == "cuda" else 1
@@ -86,6 +96,8 @@ def settings_from_args(args: argparse.Namespace):
         iters=pick("iters"), train_batch=pick("train_batch"),
         eval_batches=tuple(pick("eval_batch")), pretrain_batch=pick("pretrain_batch"),
         gf_batch=pick("gf_batch"), compile=args.compile, amp_mode=args.amp,
+        attn=check_impl(args.attn, "--attn value") if args.attn else default_impl(),
+        attn_variants=tuple(parse_impls(args.attn_variants or ATTN_IMPLS)),
     )  # fmt: skip
     checks = {"--iters": s.iters, "--train-batch": s.train_batch, "--gf-batch": s.gf_batch}
     checks |= {"--pretrain-batch": s.pretrain_batch, "--eval-batch": min(s.eval_batches)}
@@ -168,7 +180,10 @@ def report_dict(s, rows, checks: dict, command: str = "") -> dict:
             "pretrain_batch": s.pretrain_batch,
             "gf_batch": s.gf_batch,
             "compile": s.compile,
-            "ours": f"{'bf16 autocast' if s.amp else 'fp32'}, SDPA + iRPE bias, GF integral images",
+            "ours": f"{'bf16 autocast' if s.amp else 'fp32'}, attention '{s.attn}' (iRPE), "
+            "fused AdamW on CUDA, GF integral images",
+            "attention": s.attn,
+            "attention_variants": list(s.attn_variants),
             "reference": "fp32, explicit softmax attention + indexed iRPE, GF conv2d",
         },  # fmt: skip
         "checks": checks,
@@ -243,7 +258,8 @@ def run(args: argparse.Namespace) -> int:
     where = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else "cpu"
     print(
         f"sarjepa bench: vit_{s.arch}_patch16 (iRPE, 1 x {s.img_size}^2) on {where}, torch "
-        f"{torch.__version__}; ours = {amp} + SDPA, reference = fp32 explicit attention; "
+        f"{torch.__version__}; ours = {amp} + attention '{s.attn}', reference = fp32 explicit "
+        "attention; "
         f"{s.warmup} warm-up + {s.iters} timed steps each",
         flush=True,
     )

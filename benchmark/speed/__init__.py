@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from benchmark.speed.reference import (
     PATCH,
@@ -92,6 +92,8 @@ class Settings:
     gf_batch: int = 75
     compile: bool = False
     amp_mode: str = "auto"  # ours: "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
+    attn: str = "sdpa"  # ours: a pretrain.models.attention implementation
+    attn_variants: tuple[str, ...] = ("sdpa", "aligned", "triton", "math")  # `attention` rows
 
     @property
     def amp(self) -> torch.dtype | None:
@@ -189,10 +191,24 @@ def clear_caches() -> None:
 
 
 # --------------------------------------------------------------------------- measurements
-def _finetune_setup(s: Settings, ours: bool, compiled: bool = False):
+def _ours(model: nn.Module, s: Settings, ours: bool, impl: str | None) -> nn.Module:
+    """``model`` with our attention (``impl``, default ``s.attn``) or the reference's."""
+    if not ours:
+        return set_reference_attention(model)
+    from pretrain.models.attention import set_attention
+
+    return set_attention(model, impl or s.attn)
+
+
+def _finetune_setup(
+    s: Settings, ours: bool, compiled: bool = False, impl: str | None = None, fused: bool = True
+):
+    """Ours: AdamW fused on CUDA as the few-shot trainer (``fused=False``: torch's for-each)."""
+
     def setup():
-        model = set_reference_attention(build_encoder(s).train(), on=not ours)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
+        model = _ours(build_encoder(s).train(), s, ours, impl)
+        kw = {"fused": True} if ours and fused and s.device.type == "cuda" else {}
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4, **kw)
         fwd = torch.compile(model) if compiled else model
         x = torch.rand(s.train_batch, 1, s.img_size, s.img_size, device=s.device)
         y = torch.randint(0, NUM_CLASSES, (s.train_batch,), device=s.device)
@@ -209,10 +225,18 @@ def _finetune_setup(s: Settings, ours: bool, compiled: bool = False):
     return setup
 
 
-def _eval_setup(s: Settings, batch: int, ours: bool, compiled: bool = False):
+def _eval_setup(
+    s: Settings, batch: int, ours: bool, compiled: bool | str = False, impl: str | None = None
+):
+    """``compiled``: False, True (torch.compile default mode) or a torch.compile mode name."""
+
     def setup():
-        model = set_reference_attention(build_encoder(s).eval(), on=not ours)
-        fwd = torch.compile(model) if compiled else model
+        model = _ours(build_encoder(s).eval(), s, ours, impl)
+        if compiled:
+            mode = compiled if isinstance(compiled, str) else None
+            fwd = torch.compile(model, mode=mode)
+        else:
+            fwd = model
         x = torch.rand(batch, 1, s.img_size, s.img_size, device=s.device)
 
         def step():
@@ -285,6 +309,8 @@ def _pretrain_setup(s: Settings, ours: bool, compiled: bool = False):
         if not ours:
             set_reference_attention(method)
             method.target = conv_gf_target
+        else:
+            _ours(method, s, True, None)
         groups = param_groups(method, cfg.TRAIN.WEIGHT_DECAY, bool(cfg.TRAIN.DECAY_TOKENS))
         fused = {"fused": True} if ours and s.device.type == "cuda" else {}
         opt = torch.optim.AdamW(groups, lr=1e-4, betas=tuple(cfg.TRAIN.BETAS), **fused)
@@ -384,6 +410,115 @@ def attention_check(s: Settings) -> dict:
     }
 
 
+def _agreement_model(s: Settings) -> tuple[nn.Module, Tensor]:
+    """The first 2 blocks of ``s.arch`` with random iRPE tables (std 0.5) and 2 random images."""
+    model = build_encoder(s).eval()
+    model.blocks = model.blocks[:2]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for blk in model.blocks:
+            w = blk.attn.rpe_k.lookup_table_weight
+            w.copy_(torch.randn(w.shape, generator=gen) * 0.5)
+    x = torch.rand(2, 1, s.img_size, s.img_size, generator=gen).to(s.device)
+    return model, x
+
+
+def _features_and_grads(model: nn.Module, x: Tensor, amp: torch.dtype | None):
+    model.zero_grad(set_to_none=True)
+    ctx = torch.autocast(x.device.type, dtype=amp) if amp else contextlib.nullcontext()
+    with ctx:
+        feats = model.forward_features(x).float()
+    feats.square().mean().backward()
+    grads = {
+        n: p.grad.detach().float().clone()
+        for n, p in model.named_parameters()
+        if p.grad is not None  # the head is not used by forward_features
+    }
+    return feats.detach(), grads
+
+
+def attention_agreement(s: Settings, impl: str) -> dict:
+    """``impl`` against ``math`` in float32 (2 blocks of ``s.arch``, random iRPE tables).
+
+    Returns ``max_abs_diff_fp32`` (output tokens), ``max_grad_diff_fp32`` (every parameter's
+    gradient of ``mean(features^2)``), ``max_abs_value`` (largest |output|), and
+    ``max_abs_diff_bf16`` / ``rel_diff_bf16``: ``impl`` under bf16 autocast against ``math`` in
+    float32 (relative to ``max_abs_value``): how far bf16 moves the features.
+    """
+    from pretrain.models.attention import set_attention
+
+    model, x = _agreement_model(s)
+    ref, ref_g = _features_and_grads(set_attention(model, "math"), x, None)
+    ours, ours_g = _features_and_grads(set_attention(model, impl), x, None)
+    low, _ = _features_and_grads(model, x, torch.bfloat16)
+    scale = ref.abs().max().item()
+    d16 = (low - ref).abs().max().item()
+    return {
+        "max_abs_diff_fp32": (ours - ref).abs().max().item(),
+        "max_grad_diff_fp32": max((ours_g[n] - g).abs().max().item() for n, g in ref_g.items()),
+        "max_abs_value": scale,
+        "max_abs_diff_bf16": d16,
+        "rel_diff_bf16": d16 / scale if scale else None,
+    }
+
+
+def _impl_unavailable(impl: str, device: torch.device) -> str:
+    """Why ``impl`` cannot run on ``device`` ("" when it can)."""
+    if impl != "triton":
+        return ""
+    try:
+        from pretrain.models import irpe_triton
+    except ImportError as exc:
+        return f"skipped: no fused kernel module ({one_line(exc)})"
+    ok, why = irpe_triton.triton_available(device)
+    return "" if ok else f"skipped: {why}"
+
+
+def measure_attention(s: Settings) -> list[Result]:
+    """Every attention implementation of ``s.attn_variants`` side by side.
+
+    Per implementation: a fine-tune step at ``s.train_batch`` and an eval forward at the largest
+    eval batch (ours: bf16 autocast on CUDA, fused AdamW on CUDA), each against the reference
+    timed once in this measurement, with :func:`attention_agreement`'s numbers in the row. Then
+    the fine-tune step of ``s.attn`` with torch's for-each AdamW instead of the fused one, and
+    with ``s.compile`` the eval forward compiled in three modes (``reduce-overhead`` = CUDA
+    graphs).
+    """
+    b, be = s.train_batch, max(s.eval_batches)
+    ref_ft = time_variant(_finetune_setup(s, False), b, s)
+    ref_ev = time_variant(_eval_setup(s, be, False), be, s)
+    rows = []
+    for impl in s.attn_variants:
+        why = _impl_unavailable(impl, s.device)
+        if why:
+            rows.append(Result(f"attention {impl}", b, Timing(error=why), note="not timed"))
+            continue
+        try:
+            agree = attention_agreement(s, impl)
+            note = (
+                f"fp32 vs math: out {agree['max_abs_diff_fp32']:.1e}, grads "
+                f"{agree['max_grad_diff_fp32']:.1e}; bf16 vs fp32 math: rel "
+                f"{agree['rel_diff_bf16']:.1e}"
+            )
+        except Exception as exc:  # report the failed check, still time the variant
+            agree, note = {"agreement_error": one_line(exc)}, f"check failed: {one_line(exc)}"
+        ft = time_variant(_finetune_setup(s, True, impl=impl), b, s)
+        ev = time_variant(_eval_setup(s, be, True, impl=impl), be, s)
+        rows.append(
+            Result(f"attention {impl}: finetune b{b}", b, ft, ref_ft, note, {"attn": impl, **agree})
+        )
+        rows.append(Result(f"attention {impl}: eval b{be}", be, ev, ref_ev, "", {"attn": impl}))
+    if s.device.type == "cuda":
+        ft = time_variant(_finetune_setup(s, True, fused=False), b, s)
+        rows.append(Result(f"finetune b{b} {s.attn}, for-each AdamW", b, ft, ref_ft))
+    if s.compile:
+        for mode in ("default", "reduce-overhead", "max-autotune-no-cudagraphs"):
+            setup = _eval_setup(s, be, True, compiled=mode)
+            ev = time_variant(setup, be, s, max(s.warmup, 3))
+            rows.append(Result(f"eval b{be} {s.attn}, compile {mode}", be, ev, ref_ev))
+    return rows
+
+
 def method_recipes() -> list[str]:
     """Registered methods with a bundled ``<method>_vit_b16.yaml``, sorted."""
     from pathlib import Path
@@ -426,7 +561,7 @@ def _method_setup(s: Settings, name: str):
         from pretrain.train import param_groups
 
         cfg = method_cfg(name, s.arch, s.img_size)
-        method = build_method(cfg).to(s.device).train()
+        method = _ours(build_method(cfg).to(s.device).train(), s, True, None)
         groups = param_groups(method, cfg.TRAIN.WEIGHT_DECAY, bool(cfg.TRAIN.DECAY_TOKENS))
         fused = {"fused": True} if s.device.type == "cuda" else {}
         opt = torch.optim.AdamW(groups, lr=1e-4, betas=tuple(cfg.TRAIN.BETAS), **fused)
@@ -465,6 +600,7 @@ MEASURES: dict[str, Callable[[Settings], list[Result]]] = {
     "pretrain": measure_pretrain,
     "gf": measure_gf,
     "methods": measure_methods,
+    "attention": measure_attention,
 }
 
 
