@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One short GPU run of `sarjepa bench` (about 1-2 minutes on an H100/H200, capped at 4): ViT-B/16
-# iRPE fine-tune step (b50), eval (b50, b256), SAR-JEPA pretrain step (b75) and GF targets (b75),
-# ours vs the authors' way on the same card. Writes $OUT/bench.json and $OUT/bench.txt.
-# Extra arguments go to `sarjepa bench` (e.g. --compile: adds a few minutes of compilation).
+# One GPU run of `sarjepa bench` (about 3-5 minutes on an H100/H200, capped at 6): ViT-B/16
+# iRPE fine-tune step (b50), eval (b50, b256), SAR-JEPA pretrain step (b75), GF targets (b75),
+# every method's pretraining step, and every attention implementation side by side, ours vs the
+# authors' way on the same card. Writes $OUT/bench.json (rewritten after each measurement, so a
+# cut run keeps what it measured) and $OUT/bench.txt.
+# Extra arguments go to `sarjepa bench` (e.g. --only attention --compile; --attn aligned).
 set -uo pipefail
 OUT="${OUT:-.}"
 python -m pip install -e . --no-deps --no-build-isolation -q >/dev/null 2>&1 || echo "pip install failed; using python -m"
@@ -13,4 +15,4 @@ python -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.v
 # without it (the install above is --no-deps) reports that row as skipped. yacs is one pure-Python
 # package: put its folder on PYTHONPATH when the image cannot pip install.
 python -c "import yacs" 2>/dev/null || echo "warning: yacs is not importable here; the pretrain row will be skipped"
-timeout 240 "${BENCH[@]}" --device cuda --warmup 5 --iters 30 --json "$OUT/bench.json" "$@" 2>&1 | tee "$OUT/bench.txt"
+timeout 360 "${BENCH[@]}" --device cuda --warmup 5 --iters 30 --json "$OUT/bench.json" "$@" 2>&1 | tee "$OUT/bench.txt"

@@ -6,6 +6,9 @@
 #   3. both trainers             sarjepa train MIM_finetune and MIM_linear on that checkpoint
 #   4. a grid, several cells per device    sarjepa grid --jobs JOBS (probes + linear)
 #   5. DDP                       torchrun --nproc_per_node 2 on the one device (skipped on CPU)
+#   6. the demo (DEMO=cpu|gpu)   sarjepa demo --preset DEMO --device DEVICE into $OUT/demo
+#                                (off by default: the gpu preset alone takes about 15 minutes)
+# ATTN (default: $SARJEPA_ATTN, else sdpa) picks the attention implementation of every step.
 # Each step's wall time goes to $OUT/e2e_times.txt and its log to $OUT/<step>.log; a failed step
 # is reported and the others still run. Exit status: the number of failed steps.
 #
@@ -24,6 +27,8 @@ SIZE="${SIZE:-224}"
 STEPS="${STEPS:-100}"
 JOBS="${JOBS:-4}"
 BATCH="${BATCH:-75}"
+DEMO="${DEMO:-}"
+export SARJEPA_ATTN="${ATTN:-${SARJEPA_ATTN:-sdpa}}"
 mkdir -p "$OUT"
 if command -v sarjepa >/dev/null; then S=(sarjepa); else S=(python -m benchmark.cli); fi
 FAILED=0
@@ -75,5 +80,10 @@ if [ "$DEVICE" = cuda ]; then
     step ddp2 torchrun --nproc_per_node 2 -m benchmark.cli "${PRE[@]}" --output "$OUT/pretrain_ddp" \
         "${OPTS[@]}" TRAIN.EPOCHS 1
 fi
+if [ -n "$DEMO" ]; then
+    step "demo_$DEMO" "${S[@]}" demo --preset "$DEMO" --device "$DEVICE" --jobs "$JOBS" \
+        --out "$OUT/demo"
+fi
+echo "attention: $SARJEPA_ATTN" | tee -a "$OUT/e2e_times.txt"
 echo "failed steps: $FAILED" | tee -a "$OUT/e2e_times.txt"
 exit "$FAILED"
