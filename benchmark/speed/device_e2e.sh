@@ -16,8 +16,9 @@
 #   OUT=/tmp/e2e DEVICE=cpu SCALE=tiny ARCH=tiny SIZE=64 STEPS=2 BATCH=8 JOBS=1 \
 #       bash benchmark/speed/device_e2e.sh                            # CPU smoke run
 #
-# The device image may lack pure-Python dependencies (yacs, submitit, ...): put a pip --target
-# folder of them on PYTHONPATH (e.g. PYTHONPATH=wheels_dir) before calling this script.
+# The device image may lack pure-Python dependencies (yacs, submitit, ...): carry the folder that
+# benchmark/speed/device_wheels.sh writes (.device_wheels/); this script installs from it when it
+# is there, then lists the project's imports still missing.
 set -uo pipefail
 OUT="${OUT:-.}"
 DEVICE="${DEVICE:-cuda}"
@@ -30,6 +31,16 @@ BATCH="${BATCH:-75}"
 DEMO="${DEMO:-}"
 export SARJEPA_ATTN="${ATTN:-${SARJEPA_ATTN:-sdpa}}"
 mkdir -p "$OUT"
+if [ -f .device_wheels/want.txt ]; then
+    python -m pip install -q --no-index --find-links .device_wheels -r .device_wheels/want.txt \
+        || echo "warning: installing .device_wheels failed"
+fi
+python - <<'PY' | tee "$OUT/missing_imports.txt"
+import importlib.util as u
+mods = ["yacs", "yaml", "tqdm", "submitit", "pandas", "matplotlib", "sklearn", "scipy", "PIL"]
+missing = [m for m in mods if u.find_spec(m) is None]
+print("missing imports:", " ".join(missing) or "none")
+PY
 if command -v sarjepa >/dev/null; then S=(sarjepa); else S=(python -m benchmark.cli); fi
 FAILED=0
 step() {  # step NAME COMMAND...: run, time, log
