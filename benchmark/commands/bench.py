@@ -13,7 +13,8 @@ import os
 
 from benchmark.core.errors import SarjepaError
 
-CHOICES = ("finetune", "eval", "pretrain", "gf", "methods", "attention")
+CHOICES = ("finetune", "eval", "pretrain", "gf", "methods", "attention", "grid")
+DEFAULT_CHOICES = tuple(c for c in CHOICES if c != "grid")  # grids take minutes: on request
 ARCHES = ("tiny", "small", "base", "large")
 # (CUDA, CPU) defaults: the paper's batch sizes on a GPU, small ones a 2-core CPU gets through.
 DEFAULTS = {
@@ -44,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--warmup", type=int, help="untimed steps first (CUDA 5, CPU 1)")
     p.add_argument(
         "--only", nargs="+", choices=CHOICES, metavar="WHAT",
-        help=f"measurements to run, of: {' '.join(CHOICES)} (all)",
+        help=f"measurements to run, of: {' '.join(CHOICES)} (all but grid)",
     )  # fmt: skip
     p.add_argument("--json", metavar="OUT.json", help="write all numbers here")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
@@ -75,6 +76,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--threads", type=int, help="CPU threads for torch (default: torch's; 1 on a busy box)"
     )
+    from benchmark.grid_bench_options import add_arguments as add_grid_arguments
+
+    add_grid_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -110,11 +114,14 @@ def settings_from_args(args: argparse.Namespace):
         raise SarjepaError(f"--threads must be >= 1, got {args.threads}")
     if s.img_size % 16 or s.img_size < 32:
         raise SarjepaError(f"--img-size must be a multiple of 16 and >= 32, got {s.img_size}")
+    from benchmark.grid_bench_options import options_from_args
+
+    s.grid = options_from_args(args, device.type)
     return s
 
 
 def _rate(t) -> str:
-    if t is None:
+    if t is None or (t.img_s is None and not t.error):  # rows without a rate (grid)
         return "-"
     return "error" if t.error else f"{t.img_s:,.1f}"
 
@@ -233,6 +240,8 @@ def _write_json(path: str, data: dict) -> None:
 
 
 def _line(r) -> str:
+    if r.ref is None and r.ours.img_s is None and not r.ours.error:  # no rate (grid): its note
+        return f"  {r.what}: {r.note}"
     msg = f"  {r.what}: ours {_rate(r.ours)} img/s"
     if r.ref is not None:
         msg += f", reference {_rate(r.ref)} img/s"
@@ -251,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = [n for n in CHOICES if n in (args.only or CHOICES)]
+    names = [n for n in CHOICES if n in (args.only or DEFAULT_CHOICES)]
     if args.json:
         _write_json(args.json, report_dict(s, [], {}, _command(args)))  # fail early on a bad path
     amp = "bf16 autocast" if s.amp else "fp32"

@@ -20,6 +20,9 @@ Measurements (images are random, labels random among 10 classes):
   (SAR-JEPA's target variants, LoMaR, MaskFeat, MAE, FG-MAE, I-JEPA, ...), ours only, each built
   from its own config at ``arch`` / ``img_size`` (window methods get windows that fit the grid):
   the baselines' cost beside SAR-JEPA's on the same card.
+- ``grid`` (only on request): real few-shot grids on generated data, a linear grid of 1 cell vs
+  shots x seeds, fine-tune seconds per cell, ``--jobs`` cells per hour, and the paper's 900-cell
+  grid projected in device hours (:mod:`benchmark.speed.grid_bench`).
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class Settings:
     amp_mode: str = "auto"  # ours: "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
     attn: str = "sdpa"  # ours: a pretrain.models.attention implementation
     attn_variants: tuple[str, ...] = ("sdpa", "aligned", "triton", "math")  # `attention` rows
+    grid: object | None = None  # `grid` rows: a GridBenchOptions (None: the device's defaults)
 
     @property
     def amp(self) -> torch.dtype | None:
@@ -594,6 +598,13 @@ def measure_methods(s: Settings) -> list[Result]:
     return rows
 
 
+def measure_grid(s: Settings) -> list[Result]:
+    """Few-shot grid throughput and the 900-cell projection (:mod:`benchmark.speed.grid_bench`)."""
+    from benchmark.speed.grid_bench import measure_grid as run
+
+    return run(s)
+
+
 MEASURES: dict[str, Callable[[Settings], list[Result]]] = {
     "finetune": measure_finetune,
     "eval": measure_eval,
@@ -601,6 +612,7 @@ MEASURES: dict[str, Callable[[Settings], list[Result]]] = {
     "gf": measure_gf,
     "methods": measure_methods,
     "attention": measure_attention,
+    "grid": measure_grid,
 }
 
 
