@@ -22,10 +22,12 @@ not fit together) is reported with a warning and rebuilt from the images.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -145,17 +147,52 @@ def cache_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _resolved(cwd: str, path: str) -> str:
+    """``Path(path).resolve()`` from ``cwd``, memoised per process: a grid's cells resolve the
+    same thousands of image paths (a changed file is told by its stamps, not by its name)."""
+    return str(Path(cwd, path).resolve())
+
+
 def file_stamps(paths: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Resolved paths and ``(N, 2)`` int64 ``[size, mtime_ns]`` of each file."""
     resolved, stamps = [], []
+    cwd = os.getcwd()
     for p in paths:
         try:
             st = os.stat(p)
         except OSError:
             raise SarjepaError(f"image file not found: '{p}'") from None
-        resolved.append(str(Path(p).resolve()))
+        resolved.append(_resolved(cwd, str(p)))
         stamps.append((st.st_size, st.st_mtime_ns))
     return resolved, np.asarray(stamps, dtype=np.int64).reshape(-1, 2)
+
+
+_Stored = tuple[list[str], np.ndarray, np.ndarray, dict[str, int]]
+#: The stores this process read or wrote last: ``str(path) -> ((inode, size, mtime_ns), arrays)``.
+#: A grid's cells look up the same store twice per cell; a file replaced since (by this or
+#: another process) has another signature and is read again.
+_MEMO: OrderedDict[str, tuple[tuple[int, int, int], _Stored]] = OrderedDict()
+_MEMO_STORES = 4
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _remember(path: Path, sig: tuple[int, int, int] | None, stored: _Stored) -> None:
+    if sig is None:
+        return
+    for arr in stored[1:3]:
+        arr.flags.writeable = False  # shared by every later lookup
+    _MEMO[str(path)] = (sig, stored)
+    _MEMO.move_to_end(str(path))
+    while len(_MEMO) > _MEMO_STORES:
+        _MEMO.popitem(last=False)
 
 
 class FeatureStore:
@@ -172,18 +209,25 @@ class FeatureStore:
         self.key = cache_key(self.spec)
         self.path = self.directory / f"{self.key}.npz"
 
-    def _read(self, warn: bool = True) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-        """``(files, stamps (N, 2), features (N, D))`` of the store; None if absent or damaged
-        (a damaged store is treated as absent, with a warning, and rewritten by :meth:`add`)."""
+    def _read(self, warn: bool = True) -> _Stored | None:
+        """``(files, stamps (N, 2), features (N, D), file -> row)`` of the store (read-only,
+        from this process's memo while the file is unchanged); None if absent or damaged (a
+        damaged store is treated as absent, with a warning, and rewritten by :meth:`add`)."""
         if not self.path.is_file():
             return None
+        sig = _signature(self.path)
+        hit = _MEMO.get(str(self.path))
+        if hit is not None and hit[0] == sig:
+            return hit[1]
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 files, stamps, feats = z["files"].tolist(), z["stamps"], z["features"]
             n = len(files)
             if stamps.shape != (n, 2) or feats.ndim != 2 or feats.shape[0] != n:
                 raise ValueError(f"arrays of {n} files, stamps {stamps.shape}, {feats.shape}")
-            return files, stamps, feats
+            stored = (files, stamps, feats, {f: i for i, f in enumerate(files)})
+            _remember(self.path, sig, stored)
+            return stored
         except Exception as exc:  # zip, npy or shape errors: rebuild
             if warn:
                 reason = " ".join(str(exc).split())[:160] or type(exc).__name__
@@ -201,16 +245,13 @@ class FeatureStore:
         stored = self._read()
         if stored is None:
             return None, list(range(len(files)))
-        s_files, s_stamps, s_feats = stored
-        index = {f: i for i, f in enumerate(s_files)}
+        _, s_stamps, s_feats, index = stored
+        rows = np.asarray([index.get(f, -1) for f in files], dtype=np.int64)
+        ok = rows >= 0
+        ok[ok] = (s_stamps[rows[ok]] == stamps.reshape(-1, 2)[ok]).all(axis=1)
         out = np.zeros((len(files), s_feats.shape[1]), dtype=np.float32)
-        missing = []
-        for i, f in enumerate(files):
-            j = index.get(f)
-            if j is None or not np.array_equal(s_stamps[j], stamps[i]):
-                missing.append(i)
-            else:
-                out[i] = s_feats[j]
+        out[ok] = s_feats[rows[ok]]
+        missing = np.flatnonzero(~ok).tolist()
         return (out if len(missing) < len(files) else None), missing
 
     def add(self, files: list[str], stamps: np.ndarray, feats: np.ndarray) -> None:
@@ -218,7 +259,7 @@ class FeatureStore:
         merged: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         stored = self._read(warn=False)  # lookup() has warned about a damaged store
         if stored is not None and stored[2].shape[1] == feats.shape[1]:
-            for f, s, v in zip(*stored):
+            for f, s, v in zip(*stored[:3]):
                 merged[f] = (s, v)
         for f, s, v in zip(files, stamps, feats):
             merged[f] = (s, v)
@@ -230,6 +271,8 @@ class FeatureStore:
             "features": np.stack([merged[n][1] for n in names]).astype(np.float32),
         }
         atomic_numpy_save(arrays, self.path)
+        stored = (names, arrays["stamps"], arrays["features"], {f: i for i, f in enumerate(names)})
+        _remember(self.path, _signature(self.path), stored)
         meta = self.path.with_suffix(".json")
         if not meta.is_file():
             spec = json.loads(json.dumps(self.spec, sort_keys=True, default=str))

@@ -232,3 +232,39 @@ def test_bad_options_in_settings_are_refused():
             measure_grid(s)
     with pytest.raises(SarjepaError, match="speed-up > 0"):
         project_grid({"A": 1.0}, {"A": {10: 1.0}}, seeds=5, finetune_speedup=0.0)
+
+
+# ----------------------------------------------------------------------------- feature store memo
+def test_feature_store_memo_is_never_stale(tmp_path):
+    """The per-process memo of read stores (shared by a grid's cells) serves exactly what the
+    file holds: a store replaced behind its back is read again, and lookups equal a naive loop
+    over the stored rows."""
+    import numpy as np
+
+    from benchmark.core.io import atomic_numpy_save
+    from benchmark.features import FeatureStore, file_stamps
+
+    imgs = []
+    for i in range(5):
+        (tmp_path / f"{i}.png").write_bytes(b"x" * (i + 1))
+        imgs.append(str(tmp_path / f"{i}.png"))
+    files, stamps = file_stamps(imgs)
+    store = FeatureStore(tmp_path / "features", {"k": 1})
+    feats = np.arange(15, dtype=np.float32).reshape(5, 3)
+    store.add(files[:3], stamps[:3], feats[:3])
+    found, missing = store.lookup(files, stamps)
+    assert missing == [3, 4] and np.array_equal(found[:3], feats[:3])
+    # another process rewrites the store (new file, other values): the memo must not answer
+    other = {"files": np.asarray(files, dtype=str), "stamps": stamps, "features": feats + 100}
+    atomic_numpy_save(other, store.path)
+    found, missing = FeatureStore(tmp_path / "features", {"k": 1}).lookup(files, stamps)
+    assert missing == [] and np.array_equal(found, feats + 100)
+    # a changed image (other size) is missing; the others come from the store
+    (tmp_path / "1.png").write_bytes(b"changed")
+    files2, stamps2 = file_stamps(imgs)
+    found, missing = store.lookup(files2, stamps2)
+    naive = [i for i in range(5) if not np.array_equal(stamps2[i], stamps[i])]
+    assert missing == naive == [1]
+    assert np.array_equal(np.delete(found, 1, axis=0), np.delete(feats + 100, 1, axis=0))
+    found[0] += 1  # lookups hand out their own arrays
+    assert np.array_equal(store.lookup(files, stamps)[0], feats + 100)
