@@ -78,22 +78,22 @@ def max_err(a, b):
     return (a.double() - b.double()).abs().max().item()
 
 
-CASES = {  # name: (B, H, bucket table, D, BLOCK_M, BLOCK_N, dpb)
-    "T17_D16_atomic": (1, 2, irpe_bucket_ids(4, 4, skip=1), 16, 16, 16, "atomic"),
-    "T50_D32_loop": (2, 1, irpe_bucket_ids(7, 7, skip=1), 32, 32, 16, "loop"),
-    "T65_D48_atomic": (1, 2, irpe_bucket_ids(8, 8, skip=1), 48, 16, 32, "atomic"),
-    "T1_D16_loop": (2, 2, irpe_bucket_ids(1, 1, skip=0), 16, 16, 16, "loop"),
-    "T145_D32_atomic": (1, 2, irpe_bucket_ids(12, 12, skip=1), 32, 64, 64, "atomic"),
+CASES = {  # name: (B, H, bucket table, D, BLOCK_M, BLOCK_N, dpb, bias)
+    "T17_D16_atomic_gather": (1, 2, irpe_bucket_ids(4, 4, skip=1), 16, 16, 16, "atomic", "gather"),
+    "T50_D32_loop_load": (2, 1, irpe_bucket_ids(7, 7, skip=1), 32, 32, 16, "loop", "load"),
+    "T65_D48_atomic_load": (1, 2, irpe_bucket_ids(8, 8, skip=1), 48, 16, 32, "atomic", "load"),
+    "T1_D16_loop_gather": (2, 2, irpe_bucket_ids(1, 1, skip=0), 16, 16, 16, "loop", "gather"),
+    "T145_D32_atomic_gather": (1, 2, irpe_bucket_ids(12, 12, 1), 32, 64, 64, "atomic", "gather"),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_fp32_forward_and_grads_match_the_fp64_reference(interpret, name):
-    b, h, ids, d, bm, bn, dpb = CASES[name]
+    b, h, ids, d, bm, bn, dpb, bias = CASES[name]
     xs, grad = make_case(b, h, ids, d)
     scale = d**-0.5
     ref, ref_grads = ref_and_grads(xs, grad, ids, scale)
-    cfg = TritonConfig(block_m=bm, block_n=bn, dpb=dpb)
+    cfg = TritonConfig(block_m=bm, block_n=bn, dpb=dpb, bias=bias)
     out, grads = kernel_and_grads(xs, grad, ids, scale, torch.float32, cfg)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     assert max_err(out, ref) < FP32_TOL
@@ -226,6 +226,9 @@ def test_config_from_the_environment(monkeypatch):
         parse_config("num_warps=x")
     with pytest.raises(SarjepaError, match="dpb='sort'"):
         parse_config("dpb=sort")
+    assert parse_config("bias=load").bias == "load"
+    with pytest.raises(SarjepaError, match="bias='smem'"):
+        parse_config("bias=smem")
 
 
 def test_kernels_are_redecorated_when_the_interpreter_switch_changes(monkeypatch):
@@ -265,8 +268,12 @@ def test_kernels_compile_for_sm90_without_a_gpu(monkeypatch, tmp_path):
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
     kern = irpe_triton._kernels()
     base = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_D": 64, "PREC": "tf32", "UPCAST": False}
-    jobs = [("fwd", base), ("bwd_kv", base)]
-    jobs += [("bwd_q", {**base, "NB": 50, "NB_PAD": 64, "ATOMIC": a}) for a in (True, False)]
+    base.update(NB=50, NB_PAD=64)
+    jobs = []
+    for gather in (True, False):
+        const = {**base, "GATHER": gather}
+        jobs += [("fwd", const), ("bwd_kv", const), ("bwd_q", {**const, "ATOMIC": gather})]
+    jobs.append(("bwd_q", {**base, "GATHER": True, "ATOMIC": False}))
     for name, const in jobs:
         fn = getattr(kern, name)
         src = ASTSource(fn, _signature(fn, "bf16", const), const)

@@ -56,9 +56,28 @@ def _dot(a, b, PREC: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
-def _logits2(q, kt, pb_row, ids, tile_ok, n_ok, qk_scale, PREC: tl.constexpr, UPCAST: tl.constexpr):
+def _bias_source(pb_row, m_ok, NB: tl.constexpr, NB_PAD: tl.constexpr, GATHER: tl.constexpr):
+    # GATHER: the rows' products as a float32 (BLOCK_M, NB_PAD) register tile; else the row
+    # pointers, for an indexed global load per tile
+    if GATHER:
+        cols = tl.arange(0, NB_PAD)
+        ok = m_ok[:, None] & (cols[None, :] < NB)
+        src = tl.load(pb_row[:, None] + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+    else:
+        src = pb_row
+    return src
+
+
+@triton.jit
+def _logits2(
+    q, kt, bias_src, ids, tile_ok, n_ok, qk_scale,
+    PREC: tl.constexpr, UPCAST: tl.constexpr, GATHER: tl.constexpr,
+):  # fmt: skip
     # base-2 logits of one (BLOCK_M, BLOCK_N) tile; columns past T are -inf
-    bias = tl.load(pb_row[:, None] + ids, mask=tile_ok, other=0.0).to(tl.float32)
+    if GATHER:
+        bias = tl.gather(bias_src, ids, 1)
+    else:
+        bias = tl.load(bias_src[:, None] + ids, mask=tile_ok, other=0.0).to(tl.float32)
     s = _dot(q, kt, PREC, UPCAST) * qk_scale + bias * LOG2E
     return tl.where(n_ok[None, :], s, float("-inf"))
 
@@ -68,6 +87,7 @@ def fwd(
     Q, K, V, PB, IDS, O, LSE,
     sq_b, sq_h, sq_t, sk_b, sk_h, sk_t, sv_b, sv_h, sv_t, so_b, so_h, so_t, sp_b, sp_h, sp_t,
     H, T, D, qk_scale,
+    NB: tl.constexpr, NB_PAD: tl.constexpr, GATHER: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -85,6 +105,7 @@ def fwd(
         other=0.0,
     )
     pb_row = PB + b * sp_b + h * sp_h + offs_m * sp_t
+    bias_src = _bias_source(pb_row, m_ok, NB, NB_PAD, GATHER)
     k_base = K + b * sk_b + h * sk_h
     v_base = V + b * sv_b + h * sv_h
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
@@ -100,7 +121,7 @@ def fwd(
             other=0.0,
         )
         ids = tl.load(IDS + offs_m[:, None] * T + offs_n[None, :], mask=tile_ok, other=0)
-        s = _logits2(q, kt, pb_row, ids, tile_ok, n_ok, qk_scale, PREC, UPCAST)
+        s = _logits2(q, kt, bias_src, ids, tile_ok, n_ok, qk_scale, PREC, UPCAST, GATHER)
         m_new = tl.maximum(m_i, tl.reduce(s, 1, _maximum))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
@@ -123,6 +144,7 @@ def bwd_kv(
     Q, K, V, PB, IDS, DO, LSE, DELTA, DK, DV,
     sq_b, sq_h, sq_t, sk_b, sk_h, sk_t, sv_b, sv_h, sv_t, sd_b, sd_h, sd_t, sp_b, sp_h, sp_t,
     H, T, D, qk_scale, sm_scale,
+    NB: tl.constexpr, NB_PAD: tl.constexpr, GATHER: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -166,7 +188,8 @@ def bwd_kv(
         delta = tl.load(DELTA + bh * T + offs_m, mask=m_ok, other=0.0)
         ids = tl.load(IDS + offs_m[:, None] * T + offs_n[None, :], mask=tile_ok, other=0)
         pb_row = PB + b * sp_b + h * sp_h + offs_m * sp_t
-        s = _logits2(q, kt, pb_row, ids, tile_ok, n_ok, qk_scale, PREC, UPCAST)
+        bias_src = _bias_source(pb_row, m_ok, NB, NB_PAD, GATHER)
+        s = _logits2(q, kt, bias_src, ids, tile_ok, n_ok, qk_scale, PREC, UPCAST, GATHER)
         p = tl.where(m_ok[:, None], tl.exp2(s - lse[:, None]), 0.0)
         dv += _dot(tl.trans(p.to(do.dtype)), do, PREC, UPCAST)
         ds = p * (_dot(do, vt, PREC, UPCAST) - delta[:, None])
@@ -182,7 +205,7 @@ def bwd_q(
     Q, K, V, PB, IDS, DO, LSE, DELTA, DQ, DPB,
     sq_b, sq_h, sq_t, sk_b, sk_h, sk_t, sv_b, sv_h, sv_t, sd_b, sd_h, sd_t, sp_b, sp_h, sp_t,
     H, T, D, qk_scale, sm_scale,
-    NB: tl.constexpr, NB_PAD: tl.constexpr, ATOMIC: tl.constexpr,
+    NB: tl.constexpr, NB_PAD: tl.constexpr, GATHER: tl.constexpr, ATOMIC: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -208,6 +231,7 @@ def bwd_q(
     lse = tl.load(LSE + bh * T + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(DELTA + bh * T + offs_m, mask=m_ok, other=0.0)
     pb_row = PB + b * sp_b + h * sp_h + offs_m * sp_t
+    bias_src = _bias_source(pb_row, m_ok, NB, NB_PAD, GATHER)
     dpb_row = DPB + bh * T * NB + offs_m * NB
     k_base = K + b * sk_b + h * sk_h
     v_base = V + b * sv_b + h * sv_h
@@ -222,7 +246,7 @@ def bwd_q(
         kt = tl.load(k_base + offs_n[None, :] * sk_t + offs_d[:, None], mask=dn_ok, other=0.0)
         vt = tl.load(v_base + offs_n[None, :] * sv_t + offs_d[:, None], mask=dn_ok, other=0.0)
         ids = tl.load(IDS + offs_m[:, None] * T + offs_n[None, :], mask=tile_ok, other=0)
-        s = _logits2(q, kt, pb_row, ids, tile_ok, n_ok, qk_scale, PREC, UPCAST)
+        s = _logits2(q, kt, bias_src, ids, tile_ok, n_ok, qk_scale, PREC, UPCAST, GATHER)
         p = tl.where(m_ok[:, None], tl.exp2(s - lse[:, None]), 0.0)
         ds = p * (_dot(do, vt, PREC, UPCAST) - delta[:, None])
         dq += _dot(ds.to(kt.dtype), tl.trans(kt), PREC, UPCAST)

@@ -10,12 +10,13 @@ What it computes, for ``q, k, v`` ``(B, H, T, D)`` (``q`` unscaled), the per-buc
 The same numbers as ``F.scaled_dot_product_attention(q, k, v, attn_mask=gather(PB, ids))``
 (:mod:`pretrain.models.attention`, ``sdpa``), but the ``(B, H, T, T)`` bias is never written:
 
-* **Forward** (one program per ``BLOCK_M`` query rows of one ``(b, h)``): for each ``BLOCK_N``
-  key block it computes ``q k^T`` on the tensor cores, loads the ``(BLOCK_M, BLOCK_N)`` tile of
-  ``ids`` and gathers ``PB[b, h, i, ids[i, j]]`` with one indexed load (the ``T x NB`` rows of
-  ``PB`` of one ``(b, h)`` are 20 KB in bf16, so these loads hit L1/L2), then runs the online
-  softmax in float32 (base 2) and accumulates ``p v`` in float32. It keeps the row
-  log-sum-exp ``(B, H, T)`` for the backward pass.
+* **Forward** (one program per ``BLOCK_M`` query rows of one ``(b, h)``): it loads the block's
+  ``(BLOCK_M, NB)`` products ``PB`` once, then for each ``BLOCK_N`` key block computes
+  ``q k^T`` on the tensor cores, loads the ``(BLOCK_M, BLOCK_N)`` tile of ``ids`` and takes
+  ``PB[b, h, i, ids[i, j]]`` from the register tile with ``tl.gather`` (``bias=gather``,
+  default) or by an indexed global load (``bias=load``; the ``T x NB`` products of one
+  ``(b, h)`` are 20 KB in bf16, so those loads hit L1/L2); then the online softmax in float32
+  (base 2) and ``p v`` accumulated in float32. It keeps the row log-sum-exp for the backward.
 * **Backward**: ``delta = rowsum(dO * O)`` in PyTorch, then two kernels that both recompute
   the logits tile by tile: one per key block (``dK``, ``dV``), one per query block (``dQ`` and
   ``dPB``). ``dPB[b, h, i, n] = sum_{j: ids[i, j] = n} dS[b, h, i, j]`` is scattered either
@@ -25,26 +26,30 @@ The same numbers as ``F.scaled_dot_product_attention(q, k, v, attn_mask=gather(P
   deterministic, ``NB`` extra passes over each tile). Autograd carries ``dPB`` back through
   ``PB = q @ W`` (the second ``dq`` term and ``dW``).
 
-Memory traffic per attention call, beyond reading ``q, k, v`` and writing the output: the
-materialised path writes and reads the bias ``B*H*T*T`` elements (forward) and writes its
-gradient of the same size (backward; 93 MB in float32 for ViT-B at batch 50, per layer); here
-the extra reads are the ``T*T`` int32 table and the ``B*H*T*NB`` products (``NB = 50`` instead
-of ``T = 197`` per row), and the extra writes are ``B*H*T`` log-sum-exps and ``B*H*T*NB``
-products' gradients. The output is written as a ``(B, T, H, D)`` buffer and returned as its
-``(B, H, T, D)`` view, so the caller's ``transpose(1, 2).reshape(B, T, H*D)`` copies nothing.
+Memory traffic per attention call, beyond ``q, k, v`` and the output: the materialised path
+writes and reads the ``(B, H, T, T)`` bias in the forward pass and its gradient in the backward
+pass (23.3 M elements, 47 MB in bf16, per layer and pass for ViT-B/16 at batch 50); here the
+extra reads are the ``T*T`` int32 table (L2-resident) and the ``B*H*T*NB`` products
+(``NB = 50`` per row instead of ``T = 197``), the extra writes ``B*H*T`` log-sum-exps and the
+``B*H*T*NB`` products' gradients. The output is written as a ``(B, T, H, D)`` buffer and
+returned as its ``(B, H, T, D)`` view, so the caller's ``transpose(1, 2).reshape(B, T, H*D)``
+copies nothing.
 
-Block sizes are compile-time constants: ``BLOCK_M`` / ``BLOCK_N`` (default 64 / 64, powers of
-two >= 16), ``num_warps`` 4, ``num_stages`` 2, meant for H100/H200; ``D`` is padded to a power
+Block sizes are compile-time constants: defaults ``BLOCK_M = 64``, ``BLOCK_N = 32``,
+``num_warps = 4``, ``num_stages = 2`` for H100/H200, the largest tiles whose sm_90 builds
+(bf16, ``D = 64``) ptxas compiled without register spills in all three kernels (64 x 64 tiles
+spill in the forward and ``dQ`` kernels with 4 warps, not with 8). ``D`` is padded to a power
 of two (>= 16) with masks and ``T`` tails are masked, so any ``T >= 1`` and ``D <= 256`` run.
 Pick others per call (``config=``) or for a whole run with ``$SARJEPA_IRPE_TRITON``, e.g.
-``block_m=128,block_n=32,num_warps=8,num_stages=3,dpb=loop``.
+``block_m=64,block_n=64,num_warps=8,num_stages=3,dpb=loop,bias=load``.
 
-Checked (tests/test_irpe_triton.py) only in Triton's CPU interpreter (``TRITON_INTERPRET=1``),
-against an fp64 reference: float32 forward and all four gradients within 1e-5. The interpreter
-cannot multiply bfloat16 blocks, so there the bf16 dot operands are widened to float32 after
-rounding (same products as bf16 tensor cores with float32 accumulation). **Untimed**: no GPU
-run has compiled or measured these kernels yet; ``sarjepa bench --only attention`` is where a
-GPU session times them against ``sdpa``.
+Checked (tests/test_irpe_triton.py) in Triton's CPU interpreter (``TRITON_INTERPRET=1``)
+against an fp64 reference: float32 forward and all four gradients within 1e-5; bf16 / fp16
+within 2e-2 / 2e-3 of the largest reference value. The interpreter cannot multiply bf16 blocks,
+so there the bf16 dot operands are widened to float32 after rounding (the same products as
+bf16 tensor cores with float32 accumulation). The compiled path is only checked to build for
+sm_90 (slow test). **Untimed**: no GPU has run these kernels yet; ``sarjepa bench --only
+attention`` is where a GPU session times them against ``sdpa``.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from benchmark.core.errors import SarjepaError
 
 ENV_CONFIG = "SARJEPA_IRPE_TRITON"
 DPB_MODES = ("atomic", "loop")
+BIAS_MODES = ("gather", "load")
 MAX_HEAD_DIM = 256
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _LOG2E = 1.4426950408889634
@@ -78,13 +84,16 @@ class TritonConfig:
         num_warps: warps per program (1, 2, 4, 8 or 16).
         num_stages: software-pipelining stages of the key loop (>= 1).
         dpb: how ``dPB`` is scattered, ``"atomic"`` or ``"loop"`` (see the module docstring).
+        bias: how the bias tile is read, ``"gather"`` (``tl.gather`` from the block's
+            ``(BLOCK_M, NB)`` products held in registers) or ``"load"`` (an indexed global load).
     """
 
     block_m: int = 64
-    block_n: int = 64
+    block_n: int = 32
     num_warps: int = 4
     num_stages: int = 2
     dpb: str = "atomic"
+    bias: str = "gather"
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
@@ -97,6 +106,10 @@ class TritonConfig:
             raise SarjepaError(f"iRPE Triton num_stages={self.num_stages!r}: need an int >= 1")
         if self.dpb not in DPB_MODES:
             raise SarjepaError(f"iRPE Triton dpb={self.dpb!r}: need one of {', '.join(DPB_MODES)}")
+        if self.bias not in BIAS_MODES:
+            raise SarjepaError(
+                f"iRPE Triton bias={self.bias!r}: need one of {', '.join(BIAS_MODES)}"
+            )
 
 
 @functools.lru_cache(maxsize=16)
@@ -106,7 +119,7 @@ def parse_config(text: str) -> TritonConfig:
     Raises:
         SarjepaError: naming ``$SARJEPA_IRPE_TRITON`` and the bad item.
     """
-    kinds = {f.name: (str if f.name == "dpb" else int) for f in fields(TritonConfig)}
+    kinds = {f.name: (str if f.name in ("dpb", "bias") else int) for f in fields(TritonConfig)}
     values: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, raw = (s.strip() for s in item.partition("="))
@@ -229,13 +242,21 @@ def _strides(*xs: Tensor) -> list[int]:
     return [s for x in xs for s in x.stride()[:3]]
 
 
-def _launch_args(q: Tensor, scale: float, cfg: TritonConfig) -> dict[str, Any]:
+def _pow2(n: int) -> int:
+    """The power of two >= ``max(n, 16)`` (tile widths; ``tl.dot`` needs 16 or more)."""
+    return max(16, 1 << (n - 1).bit_length())
+
+
+def _launch_args(q: Tensor, nb: int, cfg: TritonConfig) -> dict[str, Any]:
     """Compile-time constants and launch options shared by the three kernels."""
     interp = _interpreting()
     return {
+        "NB": nb,
+        "NB_PAD": _pow2(nb),
+        "GATHER": cfg.bias == "gather",
         "BLOCK_M": cfg.block_m,
         "BLOCK_N": cfg.block_n,
-        "BLOCK_D": max(16, 1 << (q.shape[-1] - 1).bit_length()),
+        "BLOCK_D": _pow2(q.shape[-1]),
         "PREC": "ieee" if q.dtype == torch.float32 else "tf32",
         "UPCAST": interp and q.dtype == torch.bfloat16,
         "num_warps": cfg.num_warps,
@@ -254,7 +275,7 @@ def _forward(
     grid = (_cdiv(t, cfg.block_m), b * h)
     kern.fwd[grid](
         q, k, v, pb, ids, out, lse, *_strides(q, k, v, out, pb),
-        h, t, d, scale * _LOG2E, **_launch_args(q, scale, cfg),
+        h, t, d, scale * _LOG2E, **_launch_args(q, pb.shape[-1], cfg),
     )  # fmt: skip
     return out, lse
 
@@ -272,13 +293,13 @@ def _backward(
     alloc = torch.zeros if cfg.dpb == "atomic" else torch.empty
     dpb = alloc(b, h, t, nb, dtype=torch.float32, device=q.device)
     common = (*_strides(q, k, v, do, pb), h, t, d, scale * _LOG2E, scale)
-    opts = _launch_args(q, scale, cfg)
+    opts = _launch_args(q, nb, cfg)
     grid_kv = (_cdiv(t, cfg.block_n), b * h)
     kern.bwd_kv[grid_kv](q, k, v, pb, ids, do, lse, delta, dk, dv, *common, **opts)
     grid_q = (_cdiv(t, cfg.block_m), b * h)
     kern.bwd_q[grid_q](
         q, k, v, pb, ids, do, lse, delta, dq, dpb, *common,
-        NB=nb, NB_PAD=max(16, 1 << (nb - 1).bit_length()), ATOMIC=cfg.dpb == "atomic", **opts,
+        ATOMIC=cfg.dpb == "atomic", **opts,
     )  # fmt: skip
     return dq, dk, dv, dpb
 
