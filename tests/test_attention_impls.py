@@ -82,7 +82,18 @@ def test_aligned_bias_is_the_gather_with_8_aligned_rows():
     assert aligned_bias(pb16, ids16).is_contiguous()
 
 
-def test_model_results_and_state_dict_do_not_depend_on_the_impl():
+@pytest.mark.parametrize("interpret", [False, True])
+def test_model_results_and_state_dict_do_not_depend_on_the_impl(interpret, monkeypatch):
+    """With ``interpret`` the fused Triton kernel runs in Triton's CPU interpreter."""
+    calls = []
+    if interpret:
+        from pretrain.models import irpe_triton
+
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        real = irpe_triton.irpe_attention_triton
+        monkeypatch.setattr(
+            irpe_triton, "irpe_attention_triton", lambda *a: calls.append(1) or real(*a)
+        )
     torch.manual_seed(0)
     model = build_vit({"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 48})
     for blk in model.blocks:
@@ -90,14 +101,16 @@ def test_model_results_and_state_dict_do_not_depend_on_the_impl():
     keys = list(model.state_dict())
     x = torch.randn(2, 1, 48, 48)
     grads = {}
-    for impl in ("math", "sdpa", "aligned"):
+    impls = ("math", "triton") if interpret else ("math", "sdpa", "aligned")
+    for impl in impls:
         set_attention(model, impl)
         assert impls_of(model) == {impl}
         model.zero_grad()
         model.forward_features(x).square().mean().backward()
         grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters()}
     assert list(model.state_dict()) == keys
-    for impl in ("sdpa", "aligned"):
+    assert len(calls) == (2 if interpret else 0)  # the fused kernel ran in both blocks
+    for impl in impls[1:]:
         for name, g in grads[impl].items():
             assert (g - grads["math"][name]).abs().max() < FP32_TOL, (impl, name)
 
