@@ -187,3 +187,31 @@ def test_arch_inference_and_head_resolution():
     assert resolve_arch(base, {"num_heads": 4})["num_heads"] == 4
     no_cls = resolve_arch({"embed_dim": 192, "class_token": False})
     assert no_cls["global_pool"] == "mean" and no_cls["num_heads"] == 3
+
+
+def test_a_checkpoint_is_read_once_per_process_until_the_file_changes(tmp_path, monkeypatch):
+    import os
+
+    import pretrain.weights as weights
+
+    monkeypatch.setattr(weights, "_SELECTED", type(weights._SELECTED)())
+    reads = []
+    real = weights.read_checkpoint
+    monkeypatch.setattr(weights, "read_checkpoint", lambda p, **k: reads.append(p) or real(p, **k))
+    path = save_sarjepa(tiny_vit(seed=1), tmp_path / "checkpoint-3.pth")
+    first = load_encoder(path, log=lambda *_: None)
+    second = load_encoder(path, log=lambda *_: None)
+    assert len(reads) == 1  # the second cell of a grid process reads nothing
+    _same_weights(first.encoder, second.encoder)
+    assert first.encoder is not second.encoder  # each load builds its own model
+    with torch.no_grad():  # a cell that changes its copy must not change the next cell's
+        first.encoder.cls_token.add_(1.0)
+    third = load_encoder(path, log=lambda *_: None)
+    _same_weights(second.encoder, third.encoder)
+    st = path.stat()
+    save_sarjepa(tiny_vit(seed=2), path)  # the file is replaced: read again, new weights
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    fourth = load_encoder(path, log=lambda *_: None)
+    assert len(reads) == 2
+    _same_weights(fourth.encoder, tiny_vit(seed=2))
+    assert not torch.equal(fourth.encoder.cls_token, third.encoder.cls_token)
