@@ -341,7 +341,7 @@ def _build_uninitialised(arch: Mapping[str, Any]) -> VisionTransformer:
     from the checkpoint. Skips the random init (seconds for ViT-B on a CPU) and leaves the global
     RNG untouched, so what follows (head init, sampler) depends on the seed only."""
     with torch.device("meta"):
-        model = build_vit(dict(arch))
+        model = build_vit(dict(arch), initialise=False)
     if set(dict(model.named_buffers())) - set(model.state_dict()):
         return build_vit(dict(arch))  # non-persistent buffers would stay uninitialised
     return model.to_empty(device="cpu")
