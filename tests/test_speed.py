@@ -289,7 +289,7 @@ def test_attention_rows_time_every_impl_with_its_agreement_numbers(tmp_path, cap
         "bench", "--arch", "tiny", "--device", "cpu", "--iters", "1", "--warmup", "0",
         "--only", "attention", "--json", str(out), "--threads", "1", "--img-size", "32",
         "--train-batch", "2", "--eval-batch", "2", "--attn", "aligned",
-        "--attn-variants", "sdpa", "triton", "math",
+        "--attn-variants", "sdpa", "triton", "math", "--sdpa-backends", "math",
     ]  # fmt: skip
     threads = torch.get_num_threads()
     try:
@@ -302,9 +302,12 @@ def test_attention_rows_time_every_impl_with_its_agreement_numbers(tmp_path, cap
     assert report["settings"]["attention"] == "aligned"
     rows = {r["what"]: r for r in report["results"]}
     assert list(rows) == [
-        "attention sdpa: finetune b2", "attention sdpa: eval b2", "attention triton",
-        "attention math: finetune b2", "attention math: eval b2",
+        "attention sdpa: finetune b2", "attention sdpa: eval b2",
+        "attention sdpa [math]: finetune b2", "attention sdpa [math]: eval b2",
+        "attention triton", "attention math: finetune b2", "attention math: eval b2",
     ]  # fmt: skip
+    assert rows["attention sdpa [math]: eval b2"]["sdpa_backend"] == "math"
+    assert rows["attention sdpa [math]: eval b2"]["ours"]["img_s"] > 0
     assert rows["attention triton"]["ours"]["error"].startswith("skipped: ")
     for name in ("sdpa", "math"):
         row = rows[f"attention {name}: finetune b2"]
@@ -318,3 +321,6 @@ def test_bad_attention_names_are_one_line_errors(capsys):
     assert main(["bench", "--device", "cpu", "--attn-variants", "sdpa", "flash"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--attn value 'flash'" in err and "\n" not in err
+    assert main(["bench", "--device", "cpu", "--sdpa-backends", "cudnn", "xformers"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--sdpa-backends: unknown backend 'xformers'" in err and "\n" not in err

@@ -62,6 +62,11 @@ def register(subparsers) -> None:
         "--attn-variants", nargs="+", metavar="IMPL",
         help="implementations the `attention` measurement times side by side (all four)",
     )  # fmt: skip
+    p.add_argument(
+        "--sdpa-backends", nargs="*", metavar="NAME",
+        help="SDPA backends forced in turn for the sdpa / aligned attention rows, of: efficient "
+        "cudnn flash math (CUDA: efficient cudnn; CPU: none)",
+    )  # fmt: skip
     p.add_argument("--img-size", type=int, default=224, help="square input size (224)")
     p.add_argument("--train-batch", type=int, help="fine-tune step batch (CUDA 50, CPU 8)")
     p.add_argument(
@@ -102,6 +107,7 @@ def settings_from_args(args: argparse.Namespace):
         gf_batch=pick("gf_batch"), compile=args.compile, amp_mode=args.amp,
         attn=check_impl(args.attn, "--attn value") if args.attn else default_impl(),
         attn_variants=tuple(parse_impls(args.attn_variants or ATTN_IMPLS)),
+        sdpa_backends=_backends(args.sdpa_backends),
     )  # fmt: skip
     checks = {"--iters": s.iters, "--train-batch": s.train_batch, "--gf-batch": s.gf_batch}
     checks |= {"--pretrain-batch": s.pretrain_batch, "--eval-batch": min(s.eval_batches)}
@@ -118,6 +124,19 @@ def settings_from_args(args: argparse.Namespace):
 
     s.grid = options_from_args(args, device.type)
     return s
+
+
+def _backends(names: list[str] | None) -> tuple[str, ...] | None:
+    from benchmark.speed import SDPA_BACKENDS
+
+    if names is None:
+        return None
+    for n in names:
+        if n not in SDPA_BACKENDS:
+            raise SarjepaError(
+                f"--sdpa-backends: unknown backend '{n}'; known: {', '.join(SDPA_BACKENDS)}"
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def _rate(t) -> str:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.core.errors import SarjepaError
 from benchmark.speed.reference import (
     PATCH,
     conv_gf_maps,
@@ -97,6 +98,16 @@ class Settings:
     amp_mode: str = "auto"  # ours: "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
     attn: str = "sdpa"  # ours: a pretrain.models.attention implementation
     attn_variants: tuple[str, ...] = ("sdpa", "aligned", "triton", "math")  # `attention` rows
+    # SDPA backends forced one at a time for the sdpa / aligned rows (None: the CUDA default,
+    # efficient and cuDNN, the two that take an additive bias; none on a CPU)
+    sdpa_backends: tuple[str, ...] | None = None
+
+    def backends(self) -> tuple[str, ...]:
+        """The SDPA backends the `attention` measurement forces in turn."""
+        if self.sdpa_backends is not None:
+            return self.sdpa_backends
+        return ("efficient", "cudnn") if self.device.type == "cuda" else ()
+
     grid: object | None = None  # `grid` rows: a GridBenchOptions (None: the device's defaults)
 
     @property
@@ -478,6 +489,35 @@ def _impl_unavailable(impl: str, device: torch.device) -> str:
     return "" if ok else f"skipped: {why}"
 
 
+SDPA_BACKENDS = {
+    "efficient": "EFFICIENT_ATTENTION",
+    "cudnn": "CUDNN_ATTENTION",
+    "flash": "FLASH_ATTENTION",
+    "math": "MATH",
+}
+
+
+def _forced_backend(setup: Callable[[], Callable[[], object]], backend: str):
+    """``setup`` whose steps run with SDPA restricted to ``backend`` (a :data:`SDPA_BACKENDS` key;
+    a step the backend cannot run fails, and the row reports it)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    which = getattr(SDPBackend, SDPA_BACKENDS[backend])
+
+    def forced():
+        step = setup()
+
+        def run():
+            with sdpa_kernel(which):
+                return step()
+
+        with sdpa_kernel(which):
+            run()  # a backend that cannot take these inputs fails here, before timing
+        return run
+
+    return forced
+
+
 def measure_attention(s: Settings) -> list[Result]:
     """Every attention implementation of ``s.attn_variants`` side by side.
 
@@ -486,7 +526,8 @@ def measure_attention(s: Settings) -> list[Result]:
     timed once in this measurement, with :func:`attention_agreement`'s numbers in the row. Then
     the fine-tune step of ``s.attn`` with torch's for-each AdamW instead of the fused one, and
     with ``s.compile`` the eval forward compiled in three modes (``reduce-overhead`` = CUDA
-    graphs).
+    graphs). With SDPA backends to force (:meth:`Settings.backends`; on CUDA efficient and cuDNN)
+    the ``sdpa`` and ``aligned`` rows are repeated with each backend forced.
     """
     b, be = s.train_batch, max(s.eval_batches)
     ref_ft = time_variant(_finetune_setup(s, False), b, s)
@@ -512,6 +553,15 @@ def measure_attention(s: Settings) -> list[Result]:
             Result(f"attention {impl}: finetune b{b}", b, ft, ref_ft, note, {"attn": impl, **agree})
         )
         rows.append(Result(f"attention {impl}: eval b{be}", be, ev, ref_ev, "", {"attn": impl}))
+        for backend in s.backends() if impl in ("sdpa", "aligned") else ():
+            if backend not in SDPA_BACKENDS:
+                raise SarjepaError(f"unknown SDPA backend '{backend}'")
+            extra = {"attn": impl, "sdpa_backend": backend}
+            ft = time_variant(_forced_backend(_finetune_setup(s, True, impl=impl), backend), b, s)
+            ev = time_variant(_forced_backend(_eval_setup(s, be, True, impl=impl), backend), be, s)
+            name = f"attention {impl} [{backend}]"
+            rows.append(Result(f"{name}: finetune b{b}", b, ft, ref_ft, "", extra))
+            rows.append(Result(f"{name}: eval b{be}", be, ev, ref_ev, "", dict(extra)))
     if s.device.type == "cuda":
         ft = time_variant(_finetune_setup(s, True, fused=False), b, s)
         rows.append(Result(f"finetune b{b} {s.attn}, for-each AdamW", b, ft, ref_ft))
