@@ -24,6 +24,15 @@ from pretrain.models import VisionTransformer
 BLOCKED = ("yacs", "pandas", "matplotlib", "sklearn", "scipy")
 
 
+def _keeping_threads(entry, argv: list[str]) -> int:
+    """Run a CLI entry point; restore torch's thread count (``--threads`` changes it)."""
+    threads = torch.get_num_threads()
+    try:
+        return entry(argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def fresh_imports_without_optional_packages():
     """Our packages re-imported from scratch with BLOCKED unimportable; all restored after."""
@@ -52,11 +61,7 @@ def test_cli_runs_without_optional_packages_and_writes_json(
         "--only", "finetune", "eval", "gf", "--json", str(out), "--threads", "1",
         "--img-size", "32", "--train-batch", "2", "--eval-batch", "2", "3", "--gf-batch", "2",
     ]  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        code = fresh_main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    code = _keeping_threads(fresh_main, argv)
     stdout = capsys.readouterr().out
     assert code == 0
     report = json.loads(out.read_text())
@@ -263,11 +268,7 @@ def test_methods_row_times_every_bundled_recipe_and_records_the_command(tmp_path
         "--only", "methods", "--json", str(out), "--threads", "1",
         "--img-size", "64", "--pretrain-batch", "2",
     ]  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        code = main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    code = _keeping_threads(main, argv)
     capsys.readouterr()
     report = json.loads(out.read_text())
     names = method_recipes()
@@ -291,11 +292,7 @@ def test_attention_rows_time_every_impl_with_its_agreement_numbers(tmp_path, cap
         "--train-batch", "2", "--eval-batch", "2", "--attn", "aligned",
         "--attn-variants", "sdpa", "triton", "math", "--sdpa-backends", "math",
     ]  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        code = main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    code = _keeping_threads(main, argv)
     capsys.readouterr()
     assert code == 0  # a skipped variant is not a failure
     report = json.loads(out.read_text())

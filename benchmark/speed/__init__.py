@@ -403,28 +403,6 @@ def measure_gf(s: Settings) -> list[Result]:
     return [row]
 
 
-def attention_check(s: Settings) -> dict:
-    """fp32 forward of ours vs the explicit reference (2 blocks of ``s.arch``, random iRPE tables).
-
-    Returns ``{"max_abs_diff", "max_abs_value"}`` over all output tokens ``(2, 1 + N, D)``.
-    """
-    model = build_encoder(s).eval()
-    model.blocks = model.blocks[:2]
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for blk in model.blocks:
-            w = blk.attn.rpe_k.lookup_table_weight
-            w.copy_(torch.randn(w.shape, generator=gen) * 0.5)
-        x = torch.rand(2, 1, s.img_size, s.img_size, generator=gen).to(s.device)
-        ours = model.forward_features(x)
-        with reference_attention(model):
-            ref = model.forward_features(x)
-    return {
-        "max_abs_diff": (ours - ref).abs().max().item(),
-        "max_abs_value": ref.abs().max().item(),
-    }
-
-
 def _agreement_model(s: Settings) -> tuple[nn.Module, Tensor]:
     """The first 2 blocks of ``s.arch`` with random iRPE tables (std 0.5) and 2 random images."""
     model = build_encoder(s).eval()
@@ -436,6 +414,22 @@ def _agreement_model(s: Settings) -> tuple[nn.Module, Tensor]:
             w.copy_(torch.randn(w.shape, generator=gen) * 0.5)
     x = torch.rand(2, 1, s.img_size, s.img_size, generator=gen).to(s.device)
     return model, x
+
+
+def attention_check(s: Settings) -> dict:
+    """fp32 forward of ours vs the explicit reference (:func:`_agreement_model`).
+
+    Returns ``{"max_abs_diff", "max_abs_value"}`` over all output tokens ``(2, 1 + N, D)``.
+    """
+    model, x = _agreement_model(s)
+    with torch.no_grad():
+        ours = model.forward_features(x)
+        with reference_attention(model):
+            ref = model.forward_features(x)
+    return {
+        "max_abs_diff": (ours - ref).abs().max().item(),
+        "max_abs_value": ref.abs().max().item(),
+    }
 
 
 def _features_and_grads(model: nn.Module, x: Tensor, amp: torch.dtype | None):
