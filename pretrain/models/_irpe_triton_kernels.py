@@ -56,6 +56,12 @@ def _dot(a, b, PREC: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(base, offs, stride, offs_d, mask):
+    """The ``(len(offs), BLOCK_D)`` tile of rows ``offs`` of a (T, D) matrix, 0 where masked."""
+    return tl.load(base + offs[:, None] * stride + offs_d[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
 def _bias_source(pb_row, m_ok, NB: tl.constexpr, NB_PAD: tl.constexpr, GATHER: tl.constexpr):
     # GATHER: the rows' products as a float32 (BLOCK_M, NB_PAD) register tile; else the row
     # pointers, for an indexed global load per tile
@@ -99,11 +105,7 @@ def fwd(
     m_ok = offs_m < T
     d_ok = offs_d < D
     md_ok = m_ok[:, None] & d_ok[None, :]
-    q = tl.load(
-        Q + b * sq_b + h * sq_h + offs_m[:, None] * sq_t + offs_d[None, :],
-        mask=md_ok,
-        other=0.0,
-    )
+    q = _load_rows(Q + b * sq_b + h * sq_h, offs_m, sq_t, offs_d, md_ok)
     pb_row = PB + b * sp_b + h * sp_h + offs_m * sp_t
     bias_src = _bias_source(pb_row, m_ok, NB, NB_PAD, GATHER)
     k_base = K + b * sk_b + h * sk_h
@@ -174,16 +176,8 @@ def bwd_kv(
         m_ok = offs_m < T
         md_ok = m_ok[:, None] & d_ok[None, :]
         tile_ok = m_ok[:, None] & n_ok[None, :]
-        q = tl.load(
-            Q + b * sq_b + h * sq_h + offs_m[:, None] * sq_t + offs_d[None, :],
-            mask=md_ok,
-            other=0.0,
-        )
-        do = tl.load(
-            DO + b * sd_b + h * sd_h + offs_m[:, None] * sd_t + offs_d[None, :],
-            mask=md_ok,
-            other=0.0,
-        )
+        q = _load_rows(Q + b * sq_b + h * sq_h, offs_m, sq_t, offs_d, md_ok)
+        do = _load_rows(DO + b * sd_b + h * sd_h, offs_m, sd_t, offs_d, md_ok)
         lse = tl.load(LSE + bh * T + offs_m, mask=m_ok, other=0.0)
         delta = tl.load(DELTA + bh * T + offs_m, mask=m_ok, other=0.0)
         ids = tl.load(IDS + offs_m[:, None] * T + offs_n[None, :], mask=tile_ok, other=0)
@@ -218,16 +212,8 @@ def bwd_q(
     m_ok = offs_m < T
     d_ok = offs_d < D
     md_ok = m_ok[:, None] & d_ok[None, :]
-    q = tl.load(
-        Q + b * sq_b + h * sq_h + offs_m[:, None] * sq_t + offs_d[None, :],
-        mask=md_ok,
-        other=0.0,
-    )
-    do = tl.load(
-        DO + b * sd_b + h * sd_h + offs_m[:, None] * sd_t + offs_d[None, :],
-        mask=md_ok,
-        other=0.0,
-    )
+    q = _load_rows(Q + b * sq_b + h * sq_h, offs_m, sq_t, offs_d, md_ok)
+    do = _load_rows(DO + b * sd_b + h * sd_h, offs_m, sd_t, offs_d, md_ok)
     lse = tl.load(LSE + bh * T + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(DELTA + bh * T + offs_m, mask=m_ok, other=0.0)
     pb_row = PB + b * sp_b + h * sp_h + offs_m * sp_t
