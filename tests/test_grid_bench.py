@@ -122,8 +122,13 @@ def _by_what(rows):
 def test_measure_grid_end_to_end(synth_tiny, tmp_path, one_thread):
     work = tmp_path / "work"
     s = tiny_settings(synth_tiny, work, shots=(10, 20), seeds=(0, 1), finetune_shots=(10, 40))
-    rows = measure_grid(s)
+    stages = []
+    rows = measure_grid(s, partial=lambda part: stages.append([r.what for r in part]))
     assert all(not r.ours.error for r in rows), [r.ours.error for r in rows]
+    whats = [r.what for r in rows]
+    # each stage's rows are reported as soon as measured; the projection only at the end
+    assert stages == [whats[:2], whats[:4]] and len(whats) == 5
+    assert whats[-1].startswith("grid projection")
     by = _by_what(rows)
     one = by["grid linear MSTAR_SOC 1 cell"].extra
     grid = by["grid linear MSTAR_SOC 2 shots x 2 seeds"].extra
@@ -178,6 +183,32 @@ def test_temporary_work_folder_is_removed(synth_tiny, tmp_path, monkeypatch, one
     rows = measure_grid(s)
     assert rows[0].what == "grid linear MSTAR_SOC 1 cell" and not rows[0].ours.error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_stage_keeps_the_rows_measured_before_it(
+    synth_tiny, tmp_path, monkeypatch, one_thread
+):
+    """A device run cut or broken during the fine-tune cells still records its linear grids, in
+    the bench JSON while it runs and in the rows returned, followed by the error."""
+    from benchmark import speed
+    from benchmark.speed import grid_bench
+
+    real = grid_bench.timed_grid
+
+    def broken_finetune(spec, run_dir, *args, **kwargs):
+        if run_dir.name == "finetune":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(spec, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(grid_bench, "timed_grid", broken_finetune)
+    s = tiny_settings(synth_tiny, tmp_path, shots=(10,), seeds=(0, 1), finetune_shots=(10,))
+    seen = []
+    rows = speed.run_all(["grid"], s, lambda so_far: seen.append([r.what for r in so_far]))
+    linear = ["grid linear MSTAR_SOC 1 cell", "grid linear MSTAR_SOC 1 shots x 2 seeds"]
+    assert seen[0] == linear
+    assert [r.what for r in rows] == seen[-1] == [*linear, "grid"]
+    assert "CUDA out of memory (simulated)" in rows[-1].ours.error
+    assert not rows[0].ours.error and rows[1].extra["cells"] == 2
 
 
 @pytest.mark.slow

@@ -512,7 +512,9 @@ def _forced_backend(setup: Callable[[], Callable[[], object]], backend: str):
     return forced
 
 
-def measure_attention(s: Settings) -> list[Result]:
+def measure_attention(
+    s: Settings, partial: Callable[[list[Result]], None] | None = None
+) -> list[Result]:
     """Every attention implementation of ``s.attn_variants`` side by side.
 
     Per implementation: a fine-tune step at ``s.train_batch`` and an eval forward at the largest
@@ -521,13 +523,16 @@ def measure_attention(s: Settings) -> list[Result]:
     the fine-tune step of ``s.attn`` with torch's for-each AdamW instead of the fused one, and
     with ``s.compile`` the eval forward compiled in three modes (``reduce-overhead`` = CUDA
     graphs). With SDPA backends to force (:meth:`Settings.backends`; on CUDA efficient and cuDNN)
-    the ``sdpa`` and ``aligned`` rows are repeated with each backend forced.
+    the ``sdpa`` and ``aligned`` rows are repeated with each backend forced. ``partial`` gets the
+    rows so far after each implementation (a run cut short keeps them).
     """
     b, be = s.train_batch, max(s.eval_batches)
     ref_ft = time_variant(_finetune_setup(s, False), b, s)
     ref_ev = time_variant(_eval_setup(s, be, False), be, s)
-    rows = []
+    rows: list[Result] = []
+    report = partial or (lambda rows: None)
     for impl in s.attn_variants:
+        report(rows)
         why = _impl_unavailable(impl, s.device)
         if why:
             rows.append(Result(f"attention {impl}", b, Timing(error=why), note="not timed"))
@@ -556,9 +561,11 @@ def measure_attention(s: Settings) -> list[Result]:
             name = f"attention {impl} [{backend}]"
             rows.append(Result(f"{name}: finetune b{b}", b, ft, ref_ft, "", extra))
             rows.append(Result(f"{name}: eval b{be}", be, ev, ref_ev, "", dict(extra)))
+    report(rows)
     if s.device.type == "cuda":
         ft = time_variant(_finetune_setup(s, True, fused=False), b, s)
         rows.append(Result(f"finetune b{b} {s.attn}, for-each AdamW", b, ft, ref_ft))
+        report(rows)
     if s.compile:
         for mode in ("default", "reduce-overhead", "max-autotune-no-cudagraphs"):
             setup = _eval_setup(s, be, True, compiled=mode)
@@ -642,11 +649,16 @@ def measure_methods(s: Settings) -> list[Result]:
     return rows
 
 
-def measure_grid(s: Settings) -> list[Result]:
-    """Few-shot grid throughput and the 900-cell projection (:mod:`benchmark.speed.grid_bench`)."""
+def measure_grid(
+    s: Settings, partial: Callable[[list[Result]], None] | None = None
+) -> list[Result]:
+    """Few-shot grid throughput and the 900-cell projection (:mod:`benchmark.speed.grid_bench`).
+
+    ``partial`` gets the rows measured so far after each stage of the grid measurement.
+    """
     from benchmark.speed.grid_bench import measure_grid as run
 
-    return run(s)
+    return run(s, partial)
 
 
 MEASURES: dict[str, Callable[[Settings], list[Result]]] = {
@@ -658,18 +670,34 @@ MEASURES: dict[str, Callable[[Settings], list[Result]]] = {
     "attention": measure_attention,
     "grid": measure_grid,
 }
+STAGED: dict[str, Callable[[Settings, Callable[[list[Result]], None]], list[Result]]] = {
+    "attention": measure_attention,
+    "grid": measure_grid,
+}
 
 
 def run_all(
     names: list[str], s: Settings, on_rows: Callable[[list[Result]], None] | None = None
 ) -> list[Result]:
-    """Run the named measurements in order; ``on_rows`` gets the rows so far after each one."""
+    """Run the named measurements in order; ``on_rows`` gets the rows so far after each one.
+
+    Measurements that take a ``partial`` callback (the grid's stages) report their rows after
+    each stage too, so that a run cut short keeps what it measured, and a stage that fails keeps
+    the rows of the stages before it (then the error row).
+    """
     rows: list[Result] = []
     for name in names:
+        done: list[Result] = []
+
+        def keep(part: list[Result], done: list[Result] = done) -> None:
+            done[:] = part
+            if on_rows is not None:
+                on_rows(rows + part)
+
         try:
-            new = MEASURES[name](s)
+            new = STAGED[name](s, keep) if name in STAGED else MEASURES[name](s)
         except Exception as exc:  # a bug in one measurement must not lose the others
-            new = [Result(name, 0, Timing(error=one_line(exc)))]
+            new = [*done, Result(name, 0, Timing(error=one_line(exc)))]
         rows.extend(new)
         if on_rows is not None:
             on_rows(rows)

@@ -32,7 +32,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -333,11 +333,15 @@ class GridTimes:
     synth_s: float = 0.0
 
 
-def measure_grid(s: Settings) -> list[Result]:
+def measure_grid(
+    s: Settings, partial: Callable[[list[Result]], None] | None = None
+) -> list[Result]:
     """Time the grids of the module docstring and project the paper's grid; rows for bench.
 
     ``s.grid`` (a :class:`GridBenchOptions`) says what to run; None: :func:`default_options`.
-    A missing optional package (yacs) gives one skipped row.
+    A missing optional package (yacs) gives one skipped row. ``partial`` gets the rows measured
+    so far after each stage (linear grids, fine-tune cells, ``--jobs``), so that a run cut short
+    (a device call's time limit) still records them; the projection row comes last.
     """
     o = getattr(s, "grid", None) or default_options(s.device.type)
     o.check()
@@ -347,13 +351,15 @@ def measure_grid(s: Settings) -> list[Result]:
         return [Result("grid", 0, Timing(error=f"skipped: {one_line(exc)}"))]
     work = Path(o.work) if o.work else Path(tempfile.mkdtemp(prefix="sarjepa-gridbench-"))
     try:
-        return _measure(s, o, work)
+        return _measure(s, o, work, partial or (lambda rows: None))
     finally:
         if not o.work:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _measure(s: Settings, o: GridBenchOptions, work: Path) -> list[Result]:
+def _measure(
+    s: Settings, o: GridBenchOptions, work: Path, partial: Callable[[list[Result]], None]
+) -> list[Result]:
     _warm_up()
     dev = str(s.device)
     root, synth_s = prepare_data(o, work)
@@ -366,36 +372,53 @@ def _measure(s: Settings, o: GridBenchOptions, work: Path) -> list[Result]:
 
     t1, _ = timed_grid(spec("linear", o.shots[:1], o.seeds[:1]), work / "linear_1", dev)
     tn, res = timed_grid(spec("linear", o.shots, o.seeds), work / "linear_grid", dev)
+    times = GridTimes(t1, tn, len(res), {}, synth_s=synth_s)
+    common = _common_extra(s, o)
+    rows = linear_rows(o, times, common)
+    partial(rows)
     # fine-tune cells right after the linear grid, with its decoded chips (as in one grid)
     _, ft = timed_grid(
         spec("finetune", o.finetune_shots, o.seeds[:1]), work / "finetune", dev, clear=False
     )
-    per_shot = {int(r["shots"]): float(r["provenance"]["wall_time_s"]) for r in ft}
-    times = GridTimes(t1, tn, len(res), per_shot, synth_s=synth_s)
+    times.finetune_cell_s = {int(r["shots"]): float(r["provenance"]["wall_time_s"]) for r in ft}
+    rows += finetune_rows(o, times)
+    partial(rows)
     if o.jobs >= 2:
         seeds = list(range(o.jobs))
         tj, rj = timed_grid(
             spec("finetune", o.finetune_shots, seeds), work / "finetune_jobs", dev, jobs=o.jobs
         )
-        serial = len(seeds) * sum(per_shot.values())
+        serial = len(seeds) * sum(times.finetune_cell_s.values())
         times.jobs, times.jobs_cells, times.jobs_s, times.speedup = o.jobs, len(rj), tj, serial / tj
-    return grid_rows(s, o, times, dataset_sizes(base, work / "sizes", dev))
+        rows += jobs_rows(o, times)
+        partial(rows)
+    rows.append(projection_row(s, o, times, dataset_sizes(base, work / "sizes", dev)))
+    return rows
 
 
 def grid_rows(
     s: Settings, o: GridBenchOptions, t: GridTimes, sizes: Mapping[str, DatasetSize]
 ) -> list[Result]:
-    """The bench rows (numbers in ``extra``, words in ``note``) and the projection row."""
-    d = o.dataset
-    common = {
+    """All bench rows of ``t`` (numbers in ``extra``, words in ``note``), the projection last."""
+    rows = linear_rows(o, t, _common_extra(s, o)) + finetune_rows(o, t) + jobs_rows(o, t)
+    return rows + [projection_row(s, o, t, sizes)]
+
+
+def _common_extra(s: Settings, o: GridBenchOptions) -> dict:
+    return {
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(o).items()},
         "arch": f"vit_{s.arch}_patch16",
         "img_size": s.img_size,
         "amp": s.amp_mode,
     }
+
+
+def linear_rows(o: GridBenchOptions, t: GridTimes, common: dict) -> list[Result]:
+    """The 1-cell and the shots x seeds linear grid rows (``common`` goes in the first)."""
+    d = o.dataset
     ratio = t.grid_s / t.one_cell_s
     per_h = t.grid_cells / t.grid_s * 3600
-    rows = [
+    return [
         Result(
             f"grid linear {d} 1 cell", 0, Timing(), note=f"{t.one_cell_s:.1f} s",
             extra={"wall_s": t.one_cell_s, "cells": 1, **common},
@@ -408,27 +431,34 @@ def grid_rows(
                    "target_ratio": TARGET_RATIO, "cells_per_hour": per_h},
         ),
     ]  # fmt: skip
-    for k, sec in sorted(t.finetune_cell_s.items()):
-        rows.append(
-            Result(
-                f"grid finetune {d} {k}-shot cell", 0, Timing(),
-                note=f"{sec:.1f} s/cell, {3600 / sec:,.0f} cells/h",
-                extra={"seconds_per_cell": sec, "shots": k, "cells_per_hour": 3600 / sec},
-            )
-        )  # fmt: skip
-    if t.jobs:
-        per_h = t.jobs_cells / t.jobs_s * 3600
-        rows.append(
-            Result(
-                f"grid finetune {d} --jobs {t.jobs}", 0, Timing(),
-                note=f"{t.jobs_cells} cells {t.jobs_s:.1f} s = {per_h:,.0f} cells/h, "
-                f"{t.speedup:.2f}x the same cells one at a time",
-                extra={"wall_s": t.jobs_s, "cells": t.jobs_cells, "jobs": t.jobs,
-                       "cells_per_hour": per_h, "speedup": t.speedup},
-            )
-        )  # fmt: skip
-    rows.append(projection_row(s, o, t, sizes))
-    return rows
+
+
+def finetune_rows(o: GridBenchOptions, t: GridTimes) -> list[Result]:
+    """One row per timed fine-tune cell (seconds per cell, cells per hour)."""
+    return [
+        Result(
+            f"grid finetune {o.dataset} {k}-shot cell", 0, Timing(),
+            note=f"{sec:.1f} s/cell, {3600 / sec:,.0f} cells/h",
+            extra={"seconds_per_cell": sec, "shots": k, "cells_per_hour": 3600 / sec},
+        )
+        for k, sec in sorted(t.finetune_cell_s.items())
+    ]  # fmt: skip
+
+
+def jobs_rows(o: GridBenchOptions, t: GridTimes) -> list[Result]:
+    """The ``--jobs`` row (none when it was not measured)."""
+    if not t.jobs:
+        return []
+    per_h = t.jobs_cells / t.jobs_s * 3600
+    return [
+        Result(
+            f"grid finetune {o.dataset} --jobs {t.jobs}", 0, Timing(),
+            note=f"{t.jobs_cells} cells {t.jobs_s:.1f} s = {per_h:,.0f} cells/h, "
+            f"{t.speedup:.2f}x the same cells one at a time",
+            extra={"wall_s": t.jobs_s, "cells": t.jobs_cells, "jobs": t.jobs,
+                   "cells_per_hour": per_h, "speedup": t.speedup},
+        )
+    ]  # fmt: skip
 
 
 def projection_row(
