@@ -5,7 +5,8 @@
 #                                last checkpoint removed, then resumed with --resume auto
 #   3. both trainers             sarjepa train MIM_finetune and MIM_linear on that checkpoint
 #   4. a grid, several cells per device    sarjepa grid --jobs JOBS (probes + linear)
-#   5. DDP                       torchrun --nproc_per_node 2 on the one device (skipped on CPU)
+#   5. DDP                       torchrun --nproc_per_node 2 on the one device (on one GPU the
+#                                two processes share it over gloo; DDP=0|1, default 1 on CUDA)
 #   6. the demo (DEMO=cpu|gpu)   sarjepa demo --preset DEMO --device DEVICE into $OUT/demo
 #                                (off by default: the gpu preset alone takes about 15 minutes)
 # ATTN (default: $SARJEPA_ATTN, else sdpa) picks the attention implementation of every step.
@@ -13,7 +14,7 @@
 # is reported and the others still run. Exit status: the number of failed steps.
 #
 #   OUT=/path/to/out bash benchmark/speed/device_e2e.sh                 # CUDA, paper scale
-#   OUT=/tmp/e2e DEVICE=cpu SCALE=tiny ARCH=tiny SIZE=64 STEPS=2 BATCH=8 JOBS=1 \
+#   OUT=/tmp/e2e DEVICE=cpu SCALE=tiny ARCH=tiny SIZE=64 STEPS=2 BATCH=8 JOBS=1 DDP=1 \
 #       bash benchmark/speed/device_e2e.sh                            # CPU smoke run
 #
 # The device image may lack pure-Python dependencies (yacs, submitit, ...): carry the folder that
@@ -87,7 +88,7 @@ step grid "${S[@]}" grid --out "$OUT/grid" --methods random=none sarjepa="$CKPT"
     --jobs "$JOBS" --device "$DEVICE" --reference random \
     MODEL.BACKBONE.NAME "vit_${ARCH}_patch16" INPUT.SIZE "($SIZE, $SIZE)" OPTIM.MAX_EPOCH 10
 
-if [ "$DEVICE" = cuda ]; then
+if [ "${DDP:-$([ "$DEVICE" = cuda ] && echo 1 || echo 0)}" = 1 ]; then
     step ddp2 torchrun --nproc_per_node 2 -m benchmark.cli "${PRE[@]}" --output "$OUT/pretrain_ddp" \
         "${OPTS[@]}" TRAIN.EPOCHS 1
 fi
