@@ -338,7 +338,9 @@ def fit(run: Run, start_epoch: int) -> dict:
     args = ck.checkpoint_args(cfg, method, info.world_size, run.eff, run.lr_peak)
     sidecar = ck.sidecar_meta(cfg, method, run.dataset, info.world_size, run.eff)
     summary = run.summary
-    summary.update(epochs_run=0, last_epoch=start_epoch - 1, loss=None, img_per_s=None)
+    summary.update(
+        epochs_run=0, last_epoch=start_epoch - 1, loss=None, img_per_s=None, rank=run.info.rank
+    )
     summary.setdefault("checkpoint", "")
     for epoch in range(start_epoch, cfg.TRAIN.EPOCHS):
         run.sampler.set_epoch(epoch)
@@ -400,7 +402,8 @@ def train(cfg, resume: str = "", progress: bool | None = None) -> dict:
         progress: tqdm bar; None = ``cfg.TRAIN.PROGRESS`` and only on a TTY.
 
     Returns:
-        ``{"epochs_run", "last_epoch", "loss", "img_per_s", "checkpoint"}``.
+        ``{"epochs_run", "last_epoch", "loss", "img_per_s", "checkpoint", "rank"}`` (the
+        checkpoint path is known to rank 0 only, the process that saves).
     """
     info = init_distributed(cfg.DEVICE)
     try:

@@ -56,6 +56,8 @@ def run(args) -> int:
     if args.no_progress:
         cfg.TRAIN.PROGRESS = False
     summary = train(cfg, resume=args.resume)
+    if summary.get("rank", 0) != 0:  # under torchrun, rank 0 reports for all
+        return 0
     if summary["epochs_run"] == 0:
         print(
             f"nothing to do: epoch {summary['last_epoch']} was the last ({summary['checkpoint']})"
