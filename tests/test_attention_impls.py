@@ -6,7 +6,6 @@ bucket table: ``softmax(q k^T / sqrt(hd) + q . W[:, ids])`` then ``@ v``.
 
 from __future__ import annotations
 
-import shutil
 import warnings
 
 import pytest
@@ -24,7 +23,6 @@ from pretrain.models.attention import (
     set_attention,
 )
 from pretrain.models.irpe import ContextualKeyRPE, irpe_bucket_ids
-from pretrain.models.irpe_flex import irpe_flex_attention
 
 FP32_TOL = 1e-5
 
@@ -52,67 +50,22 @@ def _inputs(grid=(3, 4), hd=8, b=2, h=3, seed=0):
     return q, k, v, rpe, ids
 
 
-def _check_against_naive(run):
-    """``run(q, k, v, rpe, ids)`` (q, k, v leaves) vs the fp64 loop: output and every gradient."""
+@pytest.mark.parametrize("impl", ATTN_IMPLS)
+def test_every_impl_matches_the_naive_reference_forward_and_grads(impl):
     q, k, v, rpe, ids = _inputs()  # T = 13: not a multiple of 8
     ref_in = [t.detach().double().requires_grad_() for t in (q, k, v)]
     table = rpe.lookup_table_weight.detach().double().requires_grad_()
     ref = naive_attention(*ref_in, table, ids)
     ref.pow(2).sum().backward()
     xs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
-    out = run(*xs, rpe, ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # triton falls back on this CPU
+        out = attend(*xs, rpe, ids, impl)
     out.pow(2).sum().backward()
     assert (out.double() - ref).abs().max() < FP32_TOL
     for ours, theirs in zip(xs, ref_in, strict=True):
         assert (ours.grad.double() - theirs.grad).abs().max() < FP32_TOL
     assert (rpe.lookup_table_weight.grad.double() - table.grad).abs().max() < FP32_TOL
-
-
-@pytest.mark.parametrize("impl", ATTN_IMPLS)
-def test_every_impl_matches_the_naive_reference_forward_and_grads(impl):
-    def run(q, k, v, rpe, ids):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # triton / flex fall back on a CPU
-            return attend(q, k, v, rpe, ids, impl)
-
-    _check_against_naive(run)
-
-
-def _allow_flex_backward_on_cpu(monkeypatch):
-    """torch refuses FlexAttention's backward on a CPU with a device check; its eager path (the
-    reference the compiled CUDA kernel stands in for) computes it, captured-buffer grads too."""
-    import torch.nn.attention.flex_attention as fa
-
-    monkeypatch.setattr(fa, "_validate_device", lambda *args: None)
-
-
-def test_flex_score_mod_matches_the_naive_reference_forward_and_grads(monkeypatch):
-    _allow_flex_backward_on_cpu(monkeypatch)
-
-    def run(q, k, v, rpe, ids):
-        return irpe_flex_attention(q, k, v, rpe.per_bucket(q, ids), ids, compiled=False)
-
-    _check_against_naive(run)
-
-
-def test_flex_runs_on_the_cpu_without_grads_and_falls_back_with_them(monkeypatch):
-    from pretrain.models import irpe_flex
-
-    monkeypatch.setattr(attention, "_warned", set())
-    calls = []
-    real = irpe_flex.irpe_flex_attention
-    monkeypatch.setattr(irpe_flex, "irpe_flex_attention", lambda *a: calls.append(1) or real(*a))
-    q, k, v, rpe, ids = _inputs()
-    with torch.no_grad():
-        out = attend(q, k, v, rpe, ids, "flex")  # eval: FlexAttention's eager path
-        assert calls == [1]
-        assert (out - attend(q, k, v, rpe, ids, "math")).abs().max() < FP32_TOL
-    with pytest.warns(RuntimeWarning, match=r"attention 'flex' unavailable \(FlexAttention has"):
-        out = attend(q, k, v, rpe, ids, "flex")  # the table needs a gradient: no CPU backward
-    assert calls == [1] and torch.equal(out, attend(q, k, v, rpe, ids, "sdpa"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # once only
-        attend(q, k, v, rpe, ids, "flex")
 
 
 def test_aligned_bias_is_the_gather_with_8_aligned_rows():
@@ -197,27 +150,3 @@ def test_without_irpe_every_impl_is_plain_attention():
     ref = torch.softmax(q @ k.transpose(-2, -1) / 8**0.5, -1) @ v
     for impl in ATTN_IMPLS:
         assert (attend(q, k, v, None, None, impl) - ref).abs().max() < FP32_TOL
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler"
-)
-def test_compiled_flex_kernel_matches_and_new_inputs_reuse_it():
-    """The compiled path (on a CPU: inductor's fused C++ FlexAttention, forward only; on CUDA the
-    same graph becomes a Triton kernel) equals ``math``, and new tensors of the same shape run
-    the compiled graph again instead of recompiling (the closure is built inside it)."""
-    import torch._dynamo
-
-    q, k, v, rpe, ids = _inputs()
-    torch._dynamo.reset()
-    with torch.no_grad():
-        for seed in (1, 2):
-            if seed == 2:  # a recompile now raises
-                torch._dynamo.config.error_on_recompile = True
-            try:
-                q, k, v, _, _ = _inputs(seed=seed)
-                out = irpe_flex_attention(q, k, v, rpe.per_bucket(q, ids), ids, compiled=True)
-            finally:
-                torch._dynamo.config.error_on_recompile = False
-            assert (out - attend(q, k, v, rpe, ids, "math")).abs().max() < FP32_TOL

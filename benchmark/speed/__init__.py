@@ -97,7 +97,7 @@ class Settings:
     compile: bool = False
     amp_mode: str = "auto"  # ours: "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
     attn: str = "sdpa"  # ours: a pretrain.models.attention implementation
-    attn_variants: tuple[str, ...] = ("sdpa", "aligned", "triton", "flex", "math")  # `attention`
+    attn_variants: tuple[str, ...] = ("sdpa", "aligned", "triton", "math")  # `attention` rows
     # SDPA backends forced one at a time for the sdpa / aligned rows (None: the CUDA default,
     # efficient and cuDNN, the two that take an additive bias; none on a CPU)
     sdpa_backends: tuple[str, ...] | None = None
@@ -472,12 +472,7 @@ def attention_agreement(s: Settings, impl: str) -> dict:
 
 
 def _impl_unavailable(impl: str, device: torch.device) -> str:
-    """Why ``impl`` cannot run on ``device`` ("" when it can; the rows train, so with grads)."""
-    if impl == "flex":
-        from pretrain.models.irpe_flex import flex_available
-
-        ok, why = flex_available(device, needs_grad=True)
-        return "" if ok else f"skipped: {why}"
+    """Why ``impl`` cannot run on ``device`` ("" when it can)."""
     if impl != "triton":
         return ""
     try:

@@ -2,7 +2,7 @@
 
 Every :class:`pretrain.models.vit.Attention` carries an ``attn_impl`` name, read from
 ``$SARJEPA_ATTN`` when the module is built (default ``sdpa``) and switched on a built model with
-:func:`set_attention`. All five compute ``softmax(q k^T * head_dim**-0.5 + bias) v`` with
+:func:`set_attention`. All four compute ``softmax(q k^T * head_dim**-0.5 + bias) v`` with
 ``bias[b, h, i, j] = q[b, h, i] . W[:, bucket(i, j)]`` (the iRPE key term); they differ only in
 where the ``(B, H, T, T)`` bias lives and in rounding:
 
@@ -19,11 +19,6 @@ where the ``(B, H, T, T)`` bias lives and in rounding:
     a fused kernel (:mod:`pretrain.models.irpe_triton`) that reads ``W``'s per-bucket products
     inside the attention tiles and never writes the ``(B, H, T, T)`` bias. It needs Triton and
     a CUDA device (or ``TRITON_INTERPRET=1``); elsewhere it warns once and runs ``sdpa``.
-``flex``
-    torch's FlexAttention (:mod:`pretrain.models.irpe_flex`): a compiled flash kernel with the
-    iRPE term as a ``score_mod`` reading the ``(B, H, T, 50)`` products; the bias is never
-    written. CUDA with Triton (compiled on first use per shape); on the CPU only without
-    gradients (eager, unfused); where it cannot run it warns once and runs ``sdpa``.
 ``math``
     the reference written out: logits and softmax in float32, then ``@ v``.
 
@@ -44,7 +39,7 @@ from torch import Tensor, nn
 
 from benchmark.core.errors import unknown
 
-ATTN_IMPLS = ("sdpa", "aligned", "triton", "flex", "math")
+ATTN_IMPLS = ("sdpa", "aligned", "triton", "math")
 ENV_VAR = "SARJEPA_ATTN"
 ALIGN = 8  # elements; the memory-efficient SDPA kernel's bias alignment
 _warned: set[str] = set()
@@ -140,8 +135,8 @@ def attend(
         if impl == "math":
             return explicit_attention(q, k, v, None)
         return F.scaled_dot_product_attention(q, k, v)
-    if impl in ("triton", "flex"):
-        out = (_triton if impl == "triton" else _flex)(q, k, v, rpe, bucket_ids)
+    if impl == "triton":
+        out = _triton(q, k, v, rpe, bucket_ids)
         if out is not None:
             return out
         impl = "sdpa"
@@ -168,20 +163,6 @@ def _triton(q: Tensor, k: Tensor, v: Tensor, rpe: nn.Module, bucket_ids: Tensor)
         return None
     per_bucket = rpe.per_bucket(q, bucket_ids)
     return irpe_triton.irpe_attention_triton(q, k, v, per_bucket, bucket_ids, q.shape[-1] ** -0.5)
-
-
-def _flex(q: Tensor, k: Tensor, v: Tensor, rpe: nn.Module, bucket_ids: Tensor) -> Tensor | None:
-    """FlexAttention's result, or None (after one warning) where it cannot run."""
-    from pretrain.models import irpe_flex
-
-    needs_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (q, k, v, rpe.lookup_table_weight)
-    )
-    ok, why = irpe_flex.flex_available(q.device, needs_grad)
-    if not ok:
-        _warn_once(f"flex:{why}", f"attention 'flex' unavailable ({why}); using 'sdpa'")
-        return None
-    return irpe_flex.irpe_flex_attention(q, k, v, rpe.per_bucket(q, bucket_ids), bucket_ids)
 
 
 def parse_impls(items: Iterable[str]) -> list[str]:
