@@ -339,7 +339,7 @@ def fit(run: Run, start_epoch: int) -> dict:
     sidecar = ck.sidecar_meta(cfg, method, run.dataset, info.world_size, run.eff)
     summary = run.summary
     summary.update(
-        epochs_run=0, last_epoch=start_epoch - 1, loss=None, img_per_s=None, rank=run.info.rank
+        epochs_run=0, last_epoch=start_epoch - 1, loss=None, img_per_s=None, rank=info.rank
     )
     summary.setdefault("checkpoint", "")
     for epoch in range(start_epoch, cfg.TRAIN.EPOCHS):

@@ -681,9 +681,9 @@ def run_all(
 ) -> list[Result]:
     """Run the named measurements in order; ``on_rows`` gets the rows so far after each one.
 
-    Measurements that take a ``partial`` callback (the grid's stages) report their rows after
-    each stage too, so that a run cut short keeps what it measured, and a stage that fails keeps
-    the rows of the stages before it (then the error row).
+    Measurements of :data:`STAGED` (attention, grid) report their rows after each stage too, so
+    that a run cut short keeps what it measured, and a stage that fails keeps the rows of the
+    stages before it (then the error row).
     """
     rows: list[Result] = []
     for name in names:

@@ -396,14 +396,6 @@ def _measure(
     return rows
 
 
-def grid_rows(
-    s: Settings, o: GridBenchOptions, t: GridTimes, sizes: Mapping[str, DatasetSize]
-) -> list[Result]:
-    """All bench rows of ``t`` (numbers in ``extra``, words in ``note``), the projection last."""
-    rows = linear_rows(o, t, _common_extra(s, o)) + finetune_rows(o, t) + jobs_rows(o, t)
-    return rows + [projection_row(s, o, t, sizes)]
-
-
 def _common_extra(s: Settings, o: GridBenchOptions) -> dict:
     return {
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(o).items()},
