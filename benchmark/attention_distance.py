@@ -35,10 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_write, atomic_write_text
 from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write, atomic_write_text
 
 CSV_HEADER = "layer,head,distance_px"
 _PNG_META = {"Software": "sarjepa"}

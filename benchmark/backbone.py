@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.core.errors import SarjepaError, unknown
-from pretrain.models import build_vit
-from pretrain.weights import LoadedEncoder, Log, arch_str, load_encoder
+from sarjepa.benchmark.core.errors import SarjepaError, unknown
+from sarjepa.pretrain.models import build_vit
+from sarjepa.pretrain.weights import LoadedEncoder, Log, arch_str, load_encoder
 
 
 def parse_bool(value: Any, what: str) -> bool:

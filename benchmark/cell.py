@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write_json
-from benchmark.core.runtime import resolve_amp, resolve_device, seed_everything
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_write_json
+from sarjepa.benchmark.core.runtime import resolve_amp, resolve_device, seed_everything
 
 RESULT_FORMAT = "sarjepa-result/1"
 
@@ -136,7 +135,7 @@ class RunLog:
 
 
 def _dataset_name(cfg: Any) -> str:
-    from benchmark.datasets import DATASET_REGISTRY
+    from sarjepa.benchmark.datasets import DATASET_REGISTRY
 
     try:
         return DATASET_REGISTRY.resolve(str(cfg.DATASET.NAME))
@@ -150,10 +149,10 @@ def run(cfg: Any) -> dict[str, Any]:
     Raises:
         SarjepaError: bad input (nothing written when raised before training starts).
     """
-    from benchmark.core.configs import cfg_to_dict
-    from benchmark.core.provenance import code_version
-    from benchmark.datasets import build_dataset
-    from benchmark.trainers import TRAINER_REGISTRY
+    from sarjepa.benchmark.core.configs import cfg_to_dict
+    from sarjepa.benchmark.core.provenance import code_version
+    from sarjepa.benchmark.datasets import build_dataset
+    from sarjepa.benchmark.trainers import TRAINER_REGISTRY
 
     started = datetime.datetime.now().astimezone()
     t0 = time.time()
@@ -202,7 +201,7 @@ def run(cfg: Any) -> dict[str, Any]:
         info = getattr(dataset, "split_info", {}) or {}
         split_hash = info.get("split_hash", "")
         if not split_hash and hasattr(dataset, "split_lists"):
-            from benchmark.datasets.splits import split_hash as _hash
+            from sarjepa.benchmark.datasets.splits import split_hash as _hash
 
             split_hash = _hash(dataset.split_lists())
         prov = {

@@ -8,8 +8,8 @@ import importlib
 import pkgutil
 import sys
 
-from benchmark import __version__
-from benchmark.core.errors import SarjepaError
+from sarjepa.benchmark import __version__
+from sarjepa.benchmark.core.errors import SarjepaError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,10 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show full tracebacks for input errors"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import benchmark.commands as commands
+    import sarjepa.benchmark.commands as commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"benchmark.commands.{info.name}")
+        module = importlib.import_module(f"sarjepa.benchmark.commands.{info.name}")
         module.register(sub)
     return parser
 

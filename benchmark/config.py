@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sarjepa.benchmark.core.configs import cfg_to_dict, flat_keys, one_line  # noqa: F401
+from sarjepa.benchmark.core.errors import SarjepaError, closest
 from yacs.config import CfgNode as CN
-
-from benchmark.core.configs import cfg_to_dict, flat_keys, one_line  # noqa: F401
-from benchmark.core.errors import SarjepaError, closest
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

@@ -12,7 +12,7 @@ and ``add_sarjepa_keys(cfg)`` adds this harness's extra config keys (``RUN.*``,
 ``INPUT.CROP_SIZE``, ``DATASET.IGNORE_CLASSES``, ...) to a Dassl config, as Dassl's
 ``extend_cfg`` would. Typical use in a Dassl ``train.py``::
 
-    from benchmark.dassl_bridge import add_sarjepa_keys, install_into_dassl
+    from sarjepa.benchmark.dassl_bridge import add_sarjepa_keys, install_into_dassl
     install_into_dassl()
     cfg = get_cfg_default(); add_sarjepa_keys(cfg); ...
 """
@@ -22,13 +22,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from sarjepa.benchmark.config import get_cfg_default
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.datasets import DATASET_REGISTRY
+from sarjepa.dassl_patches.io import read_image_gray
+from sarjepa.dassl_patches.transforms import build_transform
 from yacs.config import CfgNode as CN
-
-from benchmark.config import get_cfg_default
-from benchmark.core.errors import SarjepaError
-from benchmark.datasets import DATASET_REGISTRY
-from dassl_patches.io import read_image_gray
-from dassl_patches.transforms import build_transform
 
 
 def add_sarjepa_keys(cfg: Any) -> Any:

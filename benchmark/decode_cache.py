@@ -42,7 +42,7 @@ class DecodeCache:
 
     def prepared(self, path: str, transform: Any) -> Image.Image:
         """``transform.prepare(read_image_gray(path))``, from the cache when possible."""
-        from dassl_patches.io import read_image_gray
+        from sarjepa.dassl_patches.io import read_image_gray
 
         if self.max_bytes <= 0 or not hasattr(transform, "prepare"):
             self.misses += 1
@@ -89,7 +89,7 @@ def process_cache() -> DecodeCache:
         try:
             size = int(float(mb) * 2**20)
         except ValueError:
-            from benchmark.core.errors import SarjepaError
+            from sarjepa.benchmark.core.errors import SarjepaError
 
             raise SarjepaError(f"SARJEPA_DECODE_CACHE_MB must be a number, got '{mb}'") from None
         _CACHE = DecodeCache(size)

@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 
 import yaml
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write_text
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PRESETS = {"cpu": CONFIG_DIR / "demo.yaml", "gpu": CONFIG_DIR / "demo_gpu.yaml"}
@@ -98,7 +97,7 @@ def _backbone_opts(conf: dict) -> list[str]:
 
 
 def _synth_stage(conf: dict, data: Path, log) -> None:
-    from benchmark.synth.layout import generate
+    from sarjepa.benchmark.synth.layout import generate
 
     if _synth_complete(data, conf["synth"]):
         log(f"[demo 1/3] synthetic data already in {data}")
@@ -109,9 +108,9 @@ def _synth_stage(conf: dict, data: Path, log) -> None:
 
 def _pretrain_stage(conf: dict, data: Path, out: Path, device: str | None, log) -> dict[str, str]:
     """Pretrain every method (resuming); returns ``label -> checkpoint`` with ``random: none``."""
-    from pretrain.checkpoints import find_latest
-    from pretrain.config import load_config
-    from pretrain.train import train
+    from sarjepa.pretrain.checkpoints import find_latest
+    from sarjepa.pretrain.config import load_config
+    from sarjepa.pretrain.train import train
 
     weights: dict[str, str] = {"random": "none"}
     model = {f"MODEL.{k}": v for k, v in conf["model"].items()}
@@ -142,7 +141,7 @@ def _pretrain_stage(conf: dict, data: Path, out: Path, device: str | None, log) 
 
 
 def _grid_spec(conf: dict, weights: dict[str, str], data: Path):
-    from benchmark.grid import GridSpec
+    from sarjepa.benchmark.grid import GridSpec
 
     grid, bench = conf["grid"], conf["benchmark"]
     return GridSpec(
@@ -199,7 +198,7 @@ def run_demo(
 ) -> dict:
     """Run the demo end to end; returns :func:`benchmark.grid.write_outputs`' result plus
     ``verdict`` (rows of :func:`verdict`)."""
-    from benchmark.grid import run_grid, write_outputs
+    from sarjepa.benchmark.grid import run_grid, write_outputs
 
     conf = load_demo_config(config, preset)
     out = Path(out)

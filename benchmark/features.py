@@ -34,13 +34,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from sarjepa.benchmark import __version__
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_numpy_save, atomic_write_json
+from sarjepa.benchmark.core.runtime import autocast, iterate
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-
-from benchmark import __version__
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_numpy_save, atomic_write_json
-from benchmark.core.runtime import autocast, iterate
 
 FEATURE_CODE_VERSION = "1"
 logger = logging.getLogger("sarjepa.features")
@@ -83,7 +82,7 @@ class ImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        from benchmark.decode_cache import process_cache
+        from sarjepa.benchmark.decode_cache import process_cache
 
         t = self.transform
         img = process_cache().prepared(self.paths[i], t)
@@ -92,7 +91,7 @@ class ImageDataset(Dataset):
 
 def resolve_cache_dir(cfg: Any) -> Path:
     """``RUN.CACHE_DIR``, else ``$SARJEPA_CACHE``, else ``~/.cache/sarjepa``."""
-    from benchmark.datasets.splits import resolve_cache_dir as _resolve
+    from sarjepa.benchmark.datasets.splits import resolve_cache_dir as _resolve
 
     return _resolve(str(cfg.RUN.CACHE_DIR or ""))
 

@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write_json
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_write_json
 
 PROTOCOLS = {
     "finetune": "MIM_finetune",
@@ -119,7 +119,7 @@ def parse_methods(items: Iterable[str]) -> dict[str, str]:
 
 def dataset_config_file(dataset: str) -> Path:
     """The shipped dataset YAML for a registered dataset name (any registered alias)."""
-    from benchmark.datasets import DATASET_REGISTRY
+    from sarjepa.benchmark.datasets import DATASET_REGISTRY
 
     name = DATASET_REGISTRY.resolve(dataset)
     path = CONFIG_ROOT / "datasets" / f"{name.lower()}.yaml"
@@ -138,7 +138,7 @@ def trainer_config_file(trainer_config: str, trainer: str) -> Path:
     path = CONFIG_ROOT / "trainers" / trainer / f"{trainer_config}.yaml"
     if not path.is_file():
         known = sorted(q.stem for q in (CONFIG_ROOT / "trainers" / trainer).glob("*.yaml"))
-        from benchmark.core.errors import unknown
+        from sarjepa.benchmark.core.errors import unknown
 
         raise unknown(f"config for {trainer}", trainer_config, known)
     return path
@@ -146,7 +146,7 @@ def trainer_config_file(trainer_config: str, trainer: str) -> Path:
 
 def validate(spec: GridSpec) -> list[Cell]:
     """Check the whole grid before any cell starts; return its cells in run order."""
-    from benchmark.datasets import DATASET_REGISTRY
+    from sarjepa.benchmark.datasets import DATASET_REGISTRY
 
     if not spec.methods:
         raise SarjepaError("the grid has no methods (--methods NAME=WEIGHTS ...)")
@@ -156,7 +156,7 @@ def validate(spec: GridSpec) -> list[Cell]:
     _check_weights(spec)
     for proto in spec.protocols:
         if proto not in PROTOCOLS:
-            from benchmark.core.errors import unknown
+            from sarjepa.benchmark.core.errors import unknown
 
             raise unknown("protocol", proto, PROTOCOLS)
     datasets = [DATASET_REGISTRY.resolve(d) for d in spec.datasets]
@@ -180,7 +180,7 @@ def validate(spec: GridSpec) -> list[Cell]:
 
 def _check_weights(spec: GridSpec) -> None:
     """Refuse a truncated or foreign checkpoint before any cell (tensors memory-mapped, cheap)."""
-    from pretrain.weights import check_checkpoint
+    from sarjepa.pretrain.weights import check_checkpoint
 
     opts = list(spec.overrides)
     keys = [opts[i + 1] for i in range(0, len(opts) - 1, 2) if opts[i] == "MODEL.WEIGHTS_KEY"]
@@ -299,9 +299,9 @@ def run_cell(
 def _run_locked_cell(
     spec: GridSpec, cell: Cell, root: Path, device: str | None, progress: bool
 ) -> dict:
-    import benchmark.trainers  # noqa: F401  (registers trainer config keys)
-    from benchmark.cell import run as run_training
-    from benchmark.config import load_cfg
+    import sarjepa.benchmark.trainers  # noqa: F401  (registers trainer config keys)
+    from sarjepa.benchmark.cell import run as run_training
+    from sarjepa.benchmark.config import load_cfg
 
     out = root / cell.rel_dir()
     t0 = time.time()
@@ -432,7 +432,7 @@ def run_grid(
         elif executor in ("slurm", "submitit-local"):
             _run_submitit(todo, spec_dict, run_dir, executor, device, slurm or {}, record, states)
         else:
-            from benchmark.core.errors import unknown
+            from sarjepa.benchmark.core.errors import unknown
 
             raise unknown("executor", executor, ["local", "slurm", "submitit-local"])
     finally:
@@ -461,8 +461,8 @@ def _skipped_elsewhere(cell: Cell, res: dict, counts: dict, log: Callable[[str],
 
 def write_outputs(run_dir: str | Path, reference: str | list[str] | None = None) -> dict:
     """Write a grid's tables and accuracy-vs-shots plot; returns :func:`write_tables`' result."""
-    from benchmark.plots import plot_accuracy_vs_shots
-    from benchmark.tables import chance_levels, write_tables
+    from sarjepa.benchmark.plots import plot_accuracy_vs_shots
+    from sarjepa.benchmark.tables import chance_levels, write_tables
 
     res = write_tables(run_dir, reference=reference)
     res["files"] += plot_accuracy_vs_shots(

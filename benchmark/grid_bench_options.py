@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError
 
 PAPER_DATASETS = ("MSTAR_SOC", "New_FUSAR", "SAR_ACD")
 PAPER_SHOTS = (10, 20, 40)
@@ -71,7 +71,7 @@ class GridBenchOptions:
             raise SarjepaError(f"--grid-opts must be KEY VALUE pairs, got {list(self.opts)}")
         if self.data and not Path(self.data).is_dir():
             raise SarjepaError(f"--grid-data: folder '{self.data}' does not exist")
-        from benchmark.grid import PROTOCOLS, trainer_config_file
+        from sarjepa.benchmark.grid import PROTOCOLS, trainer_config_file
 
         for protocol in ("linear", "finetune"):
             try:

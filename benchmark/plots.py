@@ -9,9 +9,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_write
 
 _PDF_META = {"CreationDate": None, "Producer": "sarjepa", "Creator": "sarjepa"}
 _PNG_META = {"Software": "sarjepa"}

@@ -37,9 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write_text
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_write_text
 
 PROTOCOL_OF_TRAINER = {
     "MIM_linear": "linear",

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 
 from PIL import Image
-
-from benchmark.core.images import read_gray_pil
+from sarjepa.benchmark.core.images import read_gray_pil
 
 
 def read_image_gray(path: str | os.PathLike) -> Image.Image:

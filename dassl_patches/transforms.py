@@ -20,9 +20,8 @@ from typing import Any
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
+from sarjepa.benchmark.core.errors import SarjepaError, unknown
 from torchvision.transforms import RandomHorizontalFlip, RandomVerticalFlip
-
-from benchmark.core.errors import SarjepaError, unknown
 
 SUPPORTED = ("random_flip", "normalize")
 # Dassl's AVAI_CHOICES: accepted names that this harness does not implement.

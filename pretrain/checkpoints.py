@@ -34,10 +34,9 @@ import zipfile
 from pathlib import Path
 
 import torch
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_torch_save, atomic_write_json
-from benchmark.core.provenance import code_version
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_torch_save, atomic_write_json
+from sarjepa.benchmark.core.provenance import code_version
 
 SIDECAR_FORMAT = "sarjepa-pretrain/1"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)\.pth$")
@@ -179,7 +178,7 @@ def read_sidecar(ckpt: str | os.PathLike) -> dict:
 def checkpoint_args(cfg, method, world: int, eff: int, lr: float) -> dict:
     """``args`` of the checkpoint: plain dict with ``arch``, the authors' argument names and
     the full resolved config."""
-    from benchmark.core.configs import cfg_to_dict
+    from sarjepa.benchmark.core.configs import cfg_to_dict
 
     desc = method.describe()
     return {
@@ -210,7 +209,7 @@ def checkpoint_args(cfg, method, world: int, eff: int, lr: float) -> dict:
 
 def sidecar_meta(cfg, method, dataset, world: int, eff: int) -> dict:
     """The sidecar fields of a run (``format`` and ``epoch`` are added when saving)."""
-    from pretrain.data import preprocessing_dict
+    from sarjepa.pretrain.data import preprocessing_dict
 
     desc = method.describe()
     return {

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sarjepa.benchmark.core.configs import flat_keys, one_line
+from sarjepa.benchmark.core.errors import SarjepaError, closest
 from yacs.config import CfgNode as CN
-
-from benchmark.core.configs import flat_keys, one_line
-from benchmark.core.errors import SarjepaError, closest
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

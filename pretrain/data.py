@@ -28,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.images import check_high_bit, find_images, read_gray
+from sarjepa.benchmark.core.provenance import data_fingerprint
+from sarjepa.benchmark.core.runtime import mix_seed
 from torch.utils.data import Dataset, Sampler
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.images import check_high_bit, find_images, read_gray
-from benchmark.core.provenance import data_fingerprint
-from benchmark.core.runtime import mix_seed
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.runtime import resolve_device
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.runtime import resolve_device
 
 DIST_BACKENDS = ("nccl", "gloo")
 

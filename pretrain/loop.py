@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass
 
 import torch
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.runtime import stop_workers
-from pretrain.distributed import DistInfo, all_reduce_mean
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.runtime import stop_workers
+from sarjepa.pretrain.distributed import DistInfo, all_reduce_mean
 
 SYNC_EVERY = 10  # optimiser steps between host syncs of the loss (finite check, progress bar)
 
@@ -46,7 +45,7 @@ def loader_error(exc: Exception) -> SarjepaError:
     """One line from an error raised inside a DataLoader worker (torch wraps the traceback)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     last = lines[-1] if lines else type(exc).__name__
-    for prefix in ("benchmark.core.errors.SarjepaError:", "SarjepaError:"):
+    for prefix in ("sarjepa.benchmark.core.errors.SarjepaError:", "SarjepaError:"):
         if last.startswith(prefix):
             last = last[len(prefix) :].strip()
     return SarjepaError(last)

@@ -12,8 +12,7 @@ import math
 from typing import NamedTuple
 
 import torch
-
-from benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError
 
 
 class LocalWindows(NamedTuple):

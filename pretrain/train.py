@@ -29,14 +29,13 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write_text, write_error
-from benchmark.core.runtime import amp_dtype, mix_seed, resolve_amp
-from pretrain import checkpoints as ck
-from pretrain.data import build_pretrain_dataset, seed_worker
-from pretrain.distributed import DistInfo, cleanup, init_distributed
-from pretrain.loop import EpochPlan, lr_at, peak_lr, train_one_epoch
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_write_text, write_error
+from sarjepa.benchmark.core.runtime import amp_dtype, mix_seed, resolve_amp
+from sarjepa.pretrain import checkpoints as ck
+from sarjepa.pretrain.data import build_pretrain_dataset, seed_worker
+from sarjepa.pretrain.distributed import DistInfo, cleanup, init_distributed
+from sarjepa.pretrain.loop import EpochPlan, lr_at, peak_lr, train_one_epoch
 
 __all__ = ["train", "lr_at", "peak_lr", "param_groups", "resolve_accum"]
 
@@ -171,9 +170,8 @@ def _tensorboard(out: Path, enabled: bool):
 
 
 def _build_loader(cfg, dataset, info: DistInfo, batch: int):
+    from sarjepa.pretrain.data import EpochSampler
     from torch.utils.data import DataLoader
-
-    from pretrain.data import EpochSampler
 
     sampler = EpochSampler(len(dataset), info.world_size, info.rank, seed=cfg.SEED)
     workers = int(cfg.DATA.NUM_WORKERS)
@@ -205,7 +203,7 @@ def setup(cfg, info: DistInfo, progress: bool | None) -> Run:
     device = info.device
     amp = amp_dtype(resolve_amp(cfg.TRAIN.AMP, device, "TRAIN.AMP"))
 
-    from pretrain.methods import build_method
+    from sarjepa.pretrain.methods import build_method
 
     torch.manual_seed(cfg.SEED)
     method = build_method(cfg).to(device)
@@ -262,7 +260,7 @@ def restore(run: Run, resume_path: Path | None) -> int:
     args = state.get("args") if isinstance(state.get("args"), dict) else {}
     trained = (ck.read_sidecar(resume_path) or {}).get("method") or args.get("method")
     if trained:
-        from pretrain.methods.sarjepa import current_method_name
+        from sarjepa.pretrain.methods.sarjepa import current_method_name
 
         model = state.get("model")
         trained = current_method_name(trained, model if isinstance(model, dict) else {})

@@ -46,18 +46,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.provenance import cached_file_sha256
-from pretrain.checkpoints import describe_load_error, read_sidecar
-from pretrain.models import VisionTransformer, build_vit
-from pretrain.weights_arch import (
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.provenance import cached_file_sha256
+from sarjepa.pretrain.checkpoints import describe_load_error, read_sidecar
+from sarjepa.pretrain.models import VisionTransformer, build_vit
+from sarjepa.pretrain.weights_arch import (
     block_index,
     has_rpe,
     infer_arch,
     resolve_arch,
 )
+from torch import Tensor
 
 FORMATS = ("sarjepa", "lomar", "mae", "ijepa", "state_dict")
 #: Extra checkpoint keys dropped without a word (method-only parts of a pretraining model).

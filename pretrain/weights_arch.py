@@ -16,10 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.models.vit import ARCH_KEYS, SIZES
 from torch import Tensor
-
-from benchmark.core.errors import SarjepaError
-from pretrain.models.vit import ARCH_KEYS, SIZES
 
 #: Heads of the standard ViT widths, used when nothing else tells the head count.
 STANDARD_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}

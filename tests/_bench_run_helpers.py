@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-
-from pretrain.models import VisionTransformer, build_vit
+from sarjepa.pretrain.models import VisionTransformer, build_vit
 
 MSTAR_CLASSES = ["BMP2", "BTR70", "T72", "BTR60", "2S1", "BRDM2", "D7", "T62", "ZIL131", "ZSU234"]
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8, "img_size": 32}
@@ -183,8 +182,8 @@ def tiny_overrides(**extra: Any) -> list[str]:
 def tiny_cfg(root: Path, out: Path, cache: Path, trainer: str, seed: int = 0, **extra: Any):
     """A frozen run config for :func:`make_easy_mstar` data (``extra``: ``KEY=value`` with the
     dots of the key written as ``__``)."""
-    import benchmark.trainers  # noqa: F401 - registers TRAINER.LINEAR
-    from benchmark.config import load_cfg
+    import sarjepa.benchmark.trainers  # noqa: F401 - registers TRAINER.LINEAR
+    from sarjepa.benchmark.config import load_cfg
 
     overrides = {
         "DATASET.ROOT": str(root),

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import sys
 
+import sarjepa.pretrain.masking
 import torch
 
-import pretrain.masking
-
-_real_local_windows = pretrain.masking.local_windows
+_real_local_windows = sarjepa.pretrain.masking.local_windows
 
 
 def fixed_local_windows(batch_size: int, *args, generator=None, device=None, **kwargs):
-    """:func:`pretrain.masking.local_windows` of one image from a seed-0 generator, repeated
+    """:func:`sarjepa.pretrain.masking.local_windows` of one image from a seed-0 generator, repeated
     ``batch_size`` times (the method's ``generator`` is ignored)."""
     one = _real_local_windows(1, *args, generator=torch.Generator().manual_seed(0), **kwargs)
     out = type(one)(*(t.expand(batch_size, *t.shape[1:]).contiguous() for t in one))
@@ -33,13 +32,13 @@ def fixed_local_windows(batch_size: int, *args, generator=None, device=None, **k
 def install(monkeypatch=None) -> None:
     """Make every local-window draw :func:`fixed_local_windows`."""
     if monkeypatch is not None:
-        monkeypatch.setattr(pretrain.masking, "local_windows", fixed_local_windows)
+        monkeypatch.setattr(sarjepa.pretrain.masking, "local_windows", fixed_local_windows)
     else:
-        pretrain.masking.local_windows = fixed_local_windows
+        sarjepa.pretrain.masking.local_windows = fixed_local_windows
 
 
 if __name__ == "__main__":
     install()
-    from benchmark.cli import main
+    from sarjepa.benchmark.cli import main
 
     sys.exit(main(sys.argv[1:]))

@@ -84,7 +84,7 @@ def patch_writer(
     """Make :func:`benchmark.core.io.atomic_write` hand ``wrap(f)`` to the writer of every file
     whose name matches ``pattern`` (``fnmatch``); ``setattr_`` may be ``monkeypatch.setattr``,
     ``real`` the unpatched function (default: the current one)."""
-    import benchmark.core.io as io
+    import sarjepa.benchmark.core.io as io
 
     real = real or io.atomic_write
 
@@ -100,7 +100,7 @@ def patch_writer(
 
 def _arm(fault: str, at: str) -> None:
     if fault == "mid_epoch":
-        import pretrain.loop as loop
+        import sarjepa.pretrain.loop as loop
 
         real_next, calls = loop.next_batch, [0]
 
@@ -114,7 +114,7 @@ def _arm(fault: str, at: str) -> None:
     elif fault == "in_write":
         patch_writer(at, KillOnWrite)
     elif fault == "after_save":
-        import pretrain.checkpoints as ck
+        import sarjepa.pretrain.checkpoints as ck
 
         real_save = ck.save_checkpoint
 
@@ -126,7 +126,7 @@ def _arm(fault: str, at: str) -> None:
 
         ck.save_checkpoint = save_checkpoint
     elif fault == "record_cells":
-        import benchmark.cell as cell
+        import sarjepa.benchmark.cell as cell
 
         real_run, pause = cell.run, float(os.environ.get("SARJEPA_FAULT_SLEEP", "0"))
         peers, first = int(os.environ.get("SARJEPA_FAULT_PEERS", "1")), [True]
@@ -152,6 +152,6 @@ def _arm(fault: str, at: str) -> None:
 
 if __name__ == "__main__":
     _arm(os.environ.get("SARJEPA_FAULT", ""), os.environ.get("SARJEPA_FAULT_AT", ""))
-    from benchmark.cli import main
+    from sarjepa.benchmark.cli import main
 
     sys.exit(main(sys.argv[1:]))

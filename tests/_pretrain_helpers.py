@@ -63,7 +63,7 @@ def tiny_cfg(
     config: str = "sarjepa_tiny", data: Path | None = None, out: Path | None = None, **extra
 ):
     """A loaded tiny config with DATA_DIR / OUTPUT_DIR set."""
-    from pretrain.config import load_config
+    from sarjepa.pretrain.config import load_config
 
     cfg = load_config(config, tiny_opts(**extra))
     cfg.DATA_DIR = str(data) if data else ""
@@ -75,9 +75,8 @@ def assert_features_cli_equals_cls(ckpt: Path, config: str, tmp_path: Path, **ex
     """`sarjepa features` on a pretraining checkpoint gives the method's encoder's CLS token
     after the final norm, for three random 64 x 64 8-bit images (to 1e-5)."""
     import torch
-
-    from benchmark.cli import main
-    from pretrain.methods import build_method
+    from sarjepa.benchmark.cli import main
+    from sarjepa.pretrain.methods import build_method
 
     x = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     x = (x * 255).round() / 255
@@ -102,9 +101,8 @@ def pretrain_then_features(config: str, chips: Path, tmp_path: Path, method_name
     112 x 112 8-bit images. Returns ``(checkpoint path, images (2, 1, 112, 112) in [0, 1],
     features array)``; checks the sidecar names ``method_name``."""
     import torch
-
-    from benchmark.cli import main
-    from pretrain import checkpoints as ck
+    from sarjepa.benchmark.cli import main
+    from sarjepa.pretrain import checkpoints as ck
 
     out = tmp_path / "run"
     argv = ["pretrain", "--config", config, "--data", str(chips), "--output", str(out)]

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from benchmark.attention_distance import (
+from sarjepa.benchmark.attention_distance import (
     DistanceAccumulator,
     attention_distances,
     capture_attention,
@@ -19,8 +18,8 @@ from benchmark.attention_distance import (
     read_csv,
     uniform_distance,
 )
-from benchmark.cli import main
-from pretrain.models import build_vit
+from sarjepa.benchmark.cli import main
+from sarjepa.pretrain.models import build_vit
 
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 16, "in_chans": 1}
 

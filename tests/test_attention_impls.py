@@ -10,10 +10,9 @@ import warnings
 
 import pytest
 import torch
-
-from benchmark.core.errors import SarjepaError
-from pretrain.models import attention, build_vit
-from pretrain.models.attention import (
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.models import attention, build_vit
+from sarjepa.pretrain.models.attention import (
     ATTN_IMPLS,
     aligned_bias,
     attend,
@@ -22,7 +21,7 @@ from pretrain.models.attention import (
     parse_impls,
     set_attention,
 )
-from pretrain.models.irpe import ContextualKeyRPE, irpe_bucket_ids
+from sarjepa.pretrain.models.irpe import ContextualKeyRPE, irpe_bucket_ids
 
 FP32_TOL = 1e-5
 
@@ -87,7 +86,7 @@ def test_model_results_and_state_dict_do_not_depend_on_the_impl(interpret, monke
     """With ``interpret`` the fused Triton kernel runs in Triton's CPU interpreter."""
     calls = []
     if interpret:
-        from pretrain.models import irpe_triton
+        from sarjepa.pretrain.models import irpe_triton
 
         monkeypatch.setenv("TRITON_INTERPRET", "1")
         real = irpe_triton.irpe_attention_triton

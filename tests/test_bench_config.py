@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sarjepa.benchmark import config as bconfig
+from sarjepa.benchmark.config import flat_keys, get_cfg_default, load_cfg, resolve_config_file
+from sarjepa.benchmark.core.errors import SarjepaError
 from yacs.config import CfgNode as CN
-
-from benchmark import config as bconfig
-from benchmark.config import flat_keys, get_cfg_default, load_cfg, resolve_config_file
-from benchmark.core.errors import SarjepaError
 
 DASSL_KEYS = [
     "OUTPUT_DIR",

@@ -13,10 +13,9 @@ from _bench_data_helpers import (
     make_class_tree,
     write_files,
 )
-
-from benchmark.config import load_cfg
-from benchmark.core.errors import SarjepaError
-from benchmark.datasets import DATASET_REGISTRY, build_dataset
+from sarjepa.benchmark.config import load_cfg
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.datasets import DATASET_REGISTRY, build_dataset
 
 
 def _cfg(tmp_path: Path, name: str, root: Path, shots: int = -1, seed: int = 0, extra=()):

@@ -17,8 +17,7 @@ from _bench_run_helpers import (
     tiny_vit,
 )
 from PIL import Image
-
-from benchmark.cli import main
+from sarjepa.benchmark.cli import main
 
 RESULT_KEYS = {"format", "dataset", "trainer", "method", "shots", "seed", "metrics", "provenance"}
 PROV_KEYS = {

@@ -15,12 +15,11 @@ from _bench_data_helpers import (
     listing_snapshot,
     make_class_tree,
 )
-
-from benchmark.cli import main
-from benchmark.config import load_cfg
-from benchmark.core.errors import SarjepaError
-from benchmark.datasets import Datum, build_dataset
-from benchmark.datasets.splits import fewshot_protocol
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.config import load_cfg
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.datasets import Datum, build_dataset
+from sarjepa.benchmark.datasets.splits import fewshot_protocol
 
 MSTAR_LABELS = {c: i for i, c in enumerate(MSTAR_CLASSES)}
 ACD_LABELS = {c: i for i, c in enumerate(ACD_CLASSES)}

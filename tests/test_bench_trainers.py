@@ -12,14 +12,13 @@ from _bench_run_helpers import (
     easy_data_with_checkpoint,
     tiny_cfg,
 )
+from sarjepa.benchmark.core.runtime import seed_everything
+from sarjepa.benchmark.datasets import build_dataset
+from sarjepa.benchmark.evaluator import classification_metrics, result_block
+from sarjepa.benchmark.features import FeatureStore, file_stamps
+from sarjepa.benchmark.trainers import TRAINER_REGISTRY
+from sarjepa.benchmark.trainers.optim import lr_per_epoch
 from yacs.config import CfgNode as CN
-
-from benchmark.core.runtime import seed_everything
-from benchmark.datasets import build_dataset
-from benchmark.evaluator import classification_metrics, result_block
-from benchmark.features import FeatureStore, file_stamps
-from benchmark.trainers import TRAINER_REGISTRY
-from benchmark.trainers.optim import lr_per_epoch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from benchmark.config import load_cfg
-from benchmark.core.errors import SarjepaError
-from dassl_patches.io import read_image_gray
-from dassl_patches.transforms import build_transform, preprocessing_dict
+from sarjepa.benchmark.config import load_cfg
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.dassl_patches.io import read_image_gray
+from sarjepa.dassl_patches.transforms import build_transform, preprocessing_dict
 
 
 def ref_center_crop(a: np.ndarray, c: int) -> np.ndarray:

@@ -15,9 +15,8 @@ from _bench_run_helpers import (
     save_sarjepa,
     tiny_vit,
 )
-
-from benchmark.core.errors import SarjepaError
-from pretrain.weights import infer_arch, load_encoder, resolve_arch
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.weights import infer_arch, load_encoder, resolve_arch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -192,7 +191,7 @@ def test_arch_inference_and_head_resolution():
 def test_a_checkpoint_is_read_once_per_process_until_the_file_changes(tmp_path, monkeypatch):
     import os
 
-    import pretrain.weights as weights
+    import sarjepa.pretrain.weights as weights
 
     monkeypatch.setattr(weights, "_SELECTED", type(weights._SELECTED)())
     reads = []

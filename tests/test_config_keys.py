@@ -21,13 +21,12 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import sarjepa.benchmark.trainers  # noqa: F401  (registers the trainers' config extensions)
 import yaml
-
-import benchmark.trainers  # noqa: F401  (registers the trainers' config extensions)
-from benchmark import config as bconfig
-from benchmark.cli import main
-from benchmark.core.configs import flat_keys
-from pretrain import config as pconfig
+from sarjepa.benchmark import config as bconfig
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.core.configs import flat_keys
+from sarjepa.pretrain import config as pconfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("benchmark", "pretrain", "dassl_patches")

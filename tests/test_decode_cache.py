@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sarjepa.benchmark.decode_cache import DecodeCache
+from sarjepa.benchmark.features import ImageDataset
+from sarjepa.dassl_patches.transforms import build_transform
 from yacs.config import CfgNode as CN
-
-from benchmark.decode_cache import DecodeCache
-from benchmark.features import ImageDataset
-from dassl_patches.transforms import build_transform
 
 
 def _cfg(size: int, crop: int, transforms: list[str]) -> CN:
@@ -38,7 +37,7 @@ def images(tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("transforms", [[], ["normalize"]])
 def test_cached_tensors_are_bitwise_those_of_decoding_every_time(images, monkeypatch, transforms):
-    import benchmark.decode_cache as dc
+    import sarjepa.benchmark.decode_cache as dc
 
     tfm = build_transform(_cfg(64, 128, transforms), is_train=False)
     reference = [tfm(Image.open(p).convert("L")) for p in images]
@@ -52,7 +51,7 @@ def test_cached_tensors_are_bitwise_those_of_decoding_every_time(images, monkeyp
 
 
 def test_random_flips_still_apply_after_the_cache(images, monkeypatch):
-    import benchmark.decode_cache as dc
+    import sarjepa.benchmark.decode_cache as dc
 
     monkeypatch.setattr(dc, "_CACHE", DecodeCache(2**30))
     tfm = build_transform(_cfg(64, 128, ["random_flip"]), is_train=True)
@@ -94,8 +93,8 @@ def test_the_cache_is_bounded_and_can_be_disabled(images):
 
 
 def test_a_bad_size_setting_is_a_one_line_error(monkeypatch):
-    import benchmark.decode_cache as dc
-    from benchmark.core.errors import SarjepaError
+    import sarjepa.benchmark.decode_cache as dc
+    from sarjepa.benchmark.core.errors import SarjepaError
 
     monkeypatch.setattr(dc, "_CACHE", None)
     monkeypatch.setenv("SARJEPA_DECODE_CACHE_MB", "lots")

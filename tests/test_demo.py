@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from benchmark.cli import main
-from benchmark.core.errors import SarjepaError
-from benchmark.demo import DEMO_CONFIG, load_demo_config, method_specs, verdict
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.demo import DEMO_CONFIG, load_demo_config, method_specs, verdict
 
 # methods that are configurations of another (target variants of SAR-JEPA) need no demo row
 RENAMED_OR_VARIANTS = ("sarjepa_hog", "sarjepa_sar_hog", "sarjepa_lowpass", "sarjepa_gauss")
@@ -45,8 +44,8 @@ def test_bundled_demo_config_is_complete() -> None:
 
 
 def test_gpu_preset_names_every_registered_method() -> None:
-    from pretrain.config import load_config
-    from pretrain.methods import method_names
+    from sarjepa.pretrain.config import load_config
+    from sarjepa.pretrain.methods import method_names
 
     conf = load_demo_config(preset="gpu")
     specs = method_specs(conf)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from benchmark.core.errors import SarjepaError
-from pretrain import distributed
-from pretrain.distributed import choose_backend
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain import distributed
+from sarjepa.pretrain.distributed import choose_backend
 
 CUDA0 = torch.device("cuda", 0)
 CPU = torch.device("cpu")

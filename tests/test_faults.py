@@ -25,10 +25,9 @@ from _bench_run_helpers import features_of, make_easy_mstar, save_sarjepa, tiny_
 from _faults_helpers import FullDisk, patch_writer
 from _pretrain_helpers import tiny_opts, write_chips
 from PIL import Image
-
-from benchmark.cli import main
-from benchmark.core.errors import FileWriteError, SarjepaError
-from pretrain import checkpoints as ck
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.core.errors import FileWriteError, SarjepaError
+from sarjepa.pretrain import checkpoints as ck
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HELPERS = Path(__file__).with_name("_faults_helpers.py")
@@ -46,7 +45,7 @@ def chips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def disk_full(monkeypatch: pytest.MonkeyPatch):
     """``disk_full(pattern, room=64, exc=None)``: writes of files matching ``pattern`` fail after
     ``room`` bytes with ``OSError(ENOSPC)`` (or ``exc``); arming again replaces the pattern."""
-    import benchmark.core.io as io
+    import sarjepa.benchmark.core.io as io
 
     real = io.atomic_write
 
@@ -119,7 +118,7 @@ class _Raises(torch.utils.data.Dataset):
 def test_worker_error_arrives_as_the_original_line_with_the_worker_traceback():
     import multiprocessing
 
-    from benchmark.core.runtime import iterate
+    from sarjepa.benchmark.core.runtime import iterate
 
     loader = torch.utils.data.DataLoader(_Raises(), batch_size=1, num_workers=1)
     with pytest.raises(SarjepaError) as info:
@@ -192,7 +191,7 @@ def test_pretrain_worker_error_debug_shows_the_worker_traceback(tmp_path, capsys
 
 
 def test_grid_cell_worker_error_recorded_as_one_line(bad_mstar, tmp_path):
-    from benchmark.grid import GridSpec, run_grid, validate
+    from sarjepa.benchmark.grid import GridSpec, run_grid, validate
 
     root, bad = bad_mstar
     spec = GridSpec(methods={"random": "none"}, datasets=["MSTAR_SOC"], root=str(root),
@@ -212,7 +211,7 @@ def test_grid_cell_worker_error_recorded_as_one_line(bad_mstar, tmp_path):
 
 # ------------------------------------------------------------------ 2. features --weights none
 def test_features_weights_none_is_a_seeded_random_init(tmp_path, capsys):
-    from pretrain.models import build_vit
+    from sarjepa.pretrain.models import build_vit
 
     paths = _write_images(tmp_path / "imgs")
     out = tmp_path / "f.npz"
@@ -337,8 +336,8 @@ def test_pretrain_full_disk_one_line_then_resume(chips, tmp_path, disk_full, cap
 
 
 def test_split_files_survive_a_full_disk(tmp_path, disk_full, caplog, capsys):
-    from benchmark.config import load_cfg
-    from benchmark.datasets import build_dataset
+    from sarjepa.benchmark.config import load_cfg
+    from sarjepa.benchmark.datasets import build_dataset
 
     root = make_easy_mstar(tmp_path / "data", n_train=6, n_test=2)
     argv = ["splits", "--dataset", "MSTAR_SOC", "--root", str(root), "--shots", "2", "--seed",
@@ -385,7 +384,7 @@ def test_result_json_and_tables_survive_a_full_disk(tmp_path, disk_full, capsys)
 
 
 def test_grid_spec_and_feature_files_survive_a_full_disk(tmp_path, disk_full, capsys):
-    from benchmark.grid import GridSpec, prepare_run_dir
+    from sarjepa.benchmark.grid import GridSpec, prepare_run_dir
 
     spec = GridSpec(methods={"random": "none"}, datasets=["MSTAR_SOC"], root=str(tmp_path))
     prepare_run_dir(spec, tmp_path / "run", force=False)
@@ -406,7 +405,7 @@ def test_grid_spec_and_feature_files_survive_a_full_disk(tmp_path, disk_full, ca
 
 
 def test_feature_cache_survives_a_full_disk(tmp_path, disk_full, caplog):
-    from benchmark.features import Backbone, FeatureStore, cached_extract, file_stamps
+    from sarjepa.benchmark.features import Backbone, FeatureStore, cached_extract, file_stamps
 
     paths = [str(p) for p in _write_images(tmp_path / "imgs", n=4)]
     backbone = Backbone(tiny_vit(seed=1))
@@ -467,7 +466,7 @@ BAD_PTH = {
 
 @pytest.mark.parametrize("kind", sorted(BAD_PTH))
 def test_load_encoder_names_the_file_and_the_fault(kind, tmp_path):
-    from pretrain.weights import check_checkpoint, load_encoder
+    from sarjepa.pretrain.weights import check_checkpoint, load_encoder
 
     path = _bad_pth(kind, tmp_path)
     for load in (load_encoder, check_checkpoint):
@@ -531,7 +530,7 @@ def grid_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _grid_spec(root: Path, seeds: list[int]):
-    from benchmark.grid import GridSpec
+    from sarjepa.benchmark.grid import GridSpec
 
     return GridSpec(methods={"random": "none"}, datasets=["MSTAR_SOC"], root=str(root),
                     shots=[2], seeds=seeds, protocols=["linear"],
@@ -541,7 +540,7 @@ def _grid_spec(root: Path, seeds: list[int]):
 def test_a_held_cell_lock_skips_the_cell_and_names_the_holder(grid_data, tmp_path):
     import fcntl
 
-    from benchmark.grid import (
+    from sarjepa.benchmark.grid import (
         LOCK_NAME,
         cell_state,
         prepare_run_dir,
@@ -578,7 +577,7 @@ def test_a_held_cell_lock_skips_the_cell_and_names_the_holder(grid_data, tmp_pat
 
 @pytest.mark.slow
 def test_two_grid_processes_share_a_run_dir(grid_data, tmp_path):
-    from benchmark.grid import cell_state, validate
+    from sarjepa.benchmark.grid import cell_state, validate
 
     run, record = tmp_path / "run", tmp_path / "cells.txt"
     seeds = [0, 1, 2, 3]
@@ -616,8 +615,8 @@ def test_two_grid_processes_share_a_run_dir(grid_data, tmp_path):
 # -------------------------------------------------------------------- 7. damaged caches rebuilt
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "not_a_dict", "wrong_paths"])
 def test_a_damaged_split_cache_is_rebuilt_with_a_warning(damage, grid_data, tmp_path, caplog):
-    from benchmark.config import load_cfg
-    from benchmark.datasets import build_dataset
+    from sarjepa.benchmark.config import load_cfg
+    from sarjepa.benchmark.datasets import build_dataset
 
     opts = ["DATASET.ROOT", str(grid_data), "DATASET.NUM_SHOTS", "2", "SEED", "0",
             "RUN.CACHE_DIR", str(tmp_path / "cache")]  # fmt: skip
@@ -642,7 +641,7 @@ def test_a_damaged_split_cache_is_rebuilt_with_a_warning(damage, grid_data, tmp_
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "inconsistent"])
 def test_a_damaged_feature_cache_is_rebuilt_with_a_warning(damage, tmp_path, caplog):
-    from benchmark.features import Backbone, FeatureStore, cached_extract
+    from sarjepa.benchmark.features import Backbone, FeatureStore, cached_extract
 
     paths = [str(p) for p in _write_images(tmp_path / "imgs", n=3)]
     backbone = Backbone(tiny_vit(seed=1))

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 from _bench_run_helpers import make_easy_mstar, tiny_overrides, tiny_vit
-
-from benchmark.cli import main
-from benchmark.core.errors import SarjepaError
-from benchmark.grid import GridSpec, cell_state, run_grid, validate
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.grid import GridSpec, cell_state, run_grid, validate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -136,7 +135,7 @@ def test_submitit_local_executor(tmp_path: Path, data_root: Path):
 
 
 def _grid_cmd(root: Path, out: Path, weights: Path) -> list[str]:
-    return [sys.executable, "-m", "benchmark.cli", "grid", "--methods", "random=none",
+    return [sys.executable, "-m", "sarjepa", "grid", "--methods", "random=none",
             f"enc={weights}", "--datasets", "MSTAR_SOC", "--shots", "2", "3", "--seeds", "0", "1",
             "--protocols", "linear", "finetune", "--root", str(root), "--out", str(out),
             *tiny_overrides(**{"OPTIM.MAX_EPOCH": 2})]  # fmt: skip

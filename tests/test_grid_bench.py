@@ -8,11 +8,10 @@ import math
 
 import pytest
 import torch
-
-from benchmark.cli import main
-from benchmark.grid_bench_options import GridBenchOptions
-from benchmark.speed import Settings
-from benchmark.speed.grid_bench import (
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.grid_bench_options import GridBenchOptions
+from sarjepa.benchmark.speed import Settings
+from sarjepa.benchmark.speed.grid_bench import (
     DatasetSize,
     GridTimes,
     finetune_fit,
@@ -21,7 +20,7 @@ from benchmark.speed.grid_bench import (
     projection_row,
     scale_to_datasets,
 )
-from pretrain.weights import load_encoder
+from sarjepa.pretrain.weights import load_encoder
 
 # a 2-block ViT of width 32 on 32 x 32 inputs (patch 8), 2 epochs: a cell takes a fraction of a s
 TINY_OPTS = (
@@ -33,7 +32,7 @@ TINY_OPTS = (
 @pytest.fixture(scope="module")
 def synth_tiny(tmp_path_factory):
     """``sarjepa synth --scale tiny``: the three paper datasets, 590 chips (~5 s)."""
-    from benchmark.synth.layout import generate
+    from sarjepa.benchmark.synth.layout import generate
 
     root = tmp_path_factory.mktemp("synth")
     generate(root, seed=0, scale="tiny", workers=1, progress=False)
@@ -190,8 +189,8 @@ def test_a_failing_stage_keeps_the_rows_measured_before_it(
 ):
     """A device run cut or broken during the fine-tune cells still records its linear grids, in
     the bench JSON while it runs and in the rows returned, followed by the error."""
-    from benchmark import speed
-    from benchmark.speed import grid_bench
+    from sarjepa.benchmark import speed
+    from sarjepa.benchmark.speed import grid_bench
 
     real = grid_bench.timed_grid
 
@@ -251,7 +250,7 @@ def test_bad_options_are_one_line_errors(argv, message, capsys):
 
 
 def test_bad_options_in_settings_are_refused():
-    from benchmark.core.errors import SarjepaError
+    from sarjepa.benchmark.core.errors import SarjepaError
 
     for bad, message in (
         ({"scale": "huge"}, "--grid-scale must be one of tiny, small, demo, full, got 'huge'"),
@@ -271,9 +270,8 @@ def test_feature_store_memo_is_never_stale(tmp_path):
     file holds: a store replaced behind its back is read again, and lookups equal a naive loop
     over the stored rows."""
     import numpy as np
-
-    from benchmark.core.io import atomic_numpy_save
-    from benchmark.features import FeatureStore, file_stamps
+    from sarjepa.benchmark.core.io import atomic_numpy_save
+    from sarjepa.benchmark.features import FeatureStore, file_stamps
 
     imgs = []
     for i in range(5):

@@ -17,12 +17,11 @@ import sys
 
 import pytest
 import torch
-
-from benchmark.core.errors import SarjepaError
-from pretrain.models import irpe_triton
-from pretrain.models.attention import attend
-from pretrain.models.irpe import ContextualKeyRPE, irpe_bucket_ids
-from pretrain.models.irpe_triton import (
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.models import irpe_triton
+from sarjepa.pretrain.models.attention import attend
+from sarjepa.pretrain.models.irpe import ContextualKeyRPE, irpe_bucket_ids
+from sarjepa.pretrain.models.irpe_triton import (
     TritonConfig,
     irpe_attention_triton,
     parse_config,

@@ -1,4 +1,7 @@
-"""The layering of the three packages, checked by walking every module.
+"""The layering of the three subpackages, checked by walking every module.
+
+Modules are named as they import (``sarjepa.benchmark.cell``); the rules below drop the
+``sarjepa.`` prefix for brevity.
 
 - Every module of ``benchmark``, ``pretrain`` and ``dassl_patches`` imports on its own in a fresh
   interpreter (no import cycle hides behind the order in which the rest of the code imports).
@@ -23,6 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("benchmark", "pretrain", "dassl_patches")
+NAMESPACE = "sarjepa"
 # Below ``benchmark`` only its base package may be imported from these layers. ``benchmark``
 # itself (its ``__init__`` holds nothing but ``__version__``) is allowed as ``from benchmark
 # import __version__``.
@@ -46,13 +50,18 @@ def project_modules() -> list[str]:
                 names.append(info.name)
 
     for top in PACKAGES:
-        walk(ROOT / top, top)
+        walk(ROOT / top, f"{NAMESPACE}.{top}")
     return sorted(names)
+
+
+def _bare(name: str) -> str:
+    """``sarjepa.benchmark.cell`` -> ``benchmark.cell`` (names outside the namespace unchanged)."""
+    return name.removeprefix(f"{NAMESPACE}.")
 
 
 def module_path(name: str, root: Path) -> Path:
     """File of a dotted module name below ``root`` (package -> its ``__init__.py``)."""
-    path = root.joinpath(*name.split("."))
+    path = root.joinpath(*_bare(name).split("."))
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
@@ -96,11 +105,12 @@ def layer_violations(root: Path, modules: list[str]) -> list[str]:
     bad = []
     for module in modules:
         path = module_path(module, root)
-        in_core = _inside(module, CORE)
-        lower = module.split(".")[0] in ("pretrain", "dassl_patches")
+        in_core = _inside(_bare(module), CORE)
+        lower = _bare(module).split(".")[0] in ("pretrain", "dassl_patches")
         if not (in_core or lower):
             continue
-        for line, name in imported_names(path, module):
+        for line, full in imported_names(path, module):
+            name = _bare(full)
             if name == "benchmark.__version__" or _inside(name, CORE):
                 continue
             if _inside(name, "benchmark") or (
@@ -195,7 +205,8 @@ def third_party_imports(modules: list[str]) -> list[str]:
     names = set()
     for module in modules:
         for _, name in imported_names(module_path(module, ROOT), module):
-            if name.split(".")[0] not in PACKAGES and name != "__future__.annotations":
+            top = name.split(".")[0]
+            if top not in (NAMESPACE, *PACKAGES) and name != "__future__.annotations":
                 names.add(name)
     # ``from a import b`` gave ``a.b``; b may be a class, so pre-load the module part too.
     return sorted(names | {name.rpartition(".")[0] for name in names if "." in name})
@@ -206,10 +217,10 @@ def third_party_imports(modules: list[str]) -> list[str]:
 def test_every_module_imports_on_its_own():
     """``import X`` alone works for every module X, each in a process that imported no other."""
     modules = project_modules()
-    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD_RUNNER],
-        input=json.dumps([modules, third_party_imports(modules), list(PACKAGES)]),
+        input=json.dumps([modules, third_party_imports(modules), [NAMESPACE, *PACKAGES]]),
         capture_output=True,
         text=True,
         cwd=ROOT,

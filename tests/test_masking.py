@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from benchmark.core.errors import SarjepaError
-from pretrain.masking import local_windows, multiblock_masks, random_masking
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.masking import local_windows, multiblock_masks, random_masking
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -8,17 +8,16 @@ import math
 
 import numpy as np
 import pytest
+import sarjepa.pretrain.masking as masking
 import torch
 from _pretrain_helpers import pretrain_then_features, tiny_cfg, write_chips
-
-import pretrain.masking as masking
-from benchmark.core.errors import SarjepaError
-from pretrain import checkpoints as ck
-from pretrain.loop import EpochPlan
-from pretrain.masking import block_size_generator, multiblock_masks
-from pretrain.methods import build_method
-from pretrain.methods.ijepa import cosine_weight_decay, ema_momentum, warmup_cosine_lr
-from pretrain.train import param_groups, train
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain import checkpoints as ck
+from sarjepa.pretrain.loop import EpochPlan
+from sarjepa.pretrain.masking import block_size_generator, multiblock_masks
+from sarjepa.pretrain.methods import build_method
+from sarjepa.pretrain.methods.ijepa import cosine_weight_decay, ema_momentum, warmup_cosine_lr
+from sarjepa.pretrain.train import param_groups, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -168,7 +167,7 @@ def test_loss_equals_a_naive_reference():
     """Target encoder on the whole image, layer norm (float64, no affine), target blocks;
     encoder on the context patches; predictor on context + one target block's mask tokens;
     smooth-L1 (beta 1) averaged over every element, in float64 loops over images and blocks."""
-    from pretrain.models import sincos_2d
+    from sarjepa.pretrain.models import sincos_2d
 
     method = _ijepa().eval()
     images = torch.rand(3, 1, 96, 96, generator=torch.Generator().manual_seed(3))
@@ -345,7 +344,7 @@ def test_checkpoint_holds_upstreams_keys_names_and_shapes():
     assert _layout(e["encoder"]) == _ddp(_upstream_encoder(32, 2, 36, 1, 16))
     assert _layout(e["target_encoder"]) == _ddp(_upstream_encoder(32, 2, 36, 1, 16))
     assert _layout(e["predictor"]) == _ddp(_upstream_predictor(32, 32, 1, 36))
-    from pretrain.config import load_config
+    from sarjepa.pretrain.config import load_config
 
     torch.manual_seed(0)
     big = build_method(load_config("ijepa_vit_b16", ["DEVICE", "cpu"]))
@@ -487,8 +486,8 @@ def test_cli_pretrain_ijepa_tiny_then_features(chips, tmp_path):
     """`sarjepa pretrain --config ijepa_tiny`, then `sarjepa features` on its checkpoint: the
     target encoder's final-norm tokens, averaged; the same without the sidecar (upstream's
     format)."""
-    from pretrain.config import load_config
-    from pretrain.weights import load_encoder
+    from sarjepa.pretrain.config import load_config
+    from sarjepa.pretrain.weights import load_encoder
 
     path, x, feats = pretrain_then_features("ijepa_tiny", chips, tmp_path, "ijepa")
     method = build_method(load_config("ijepa_tiny", ["DEVICE", "cpu"]))

@@ -9,13 +9,12 @@ import math
 import pytest
 import torch
 from _pretrain_helpers import assert_features_cli_equals_cls, tiny_cfg, write_chips
-
-from benchmark.core.errors import SarjepaError
-from pretrain import checkpoints as ck
-from pretrain.masking import shared_local_windows
-from pretrain.methods import build_method
-from pretrain.train import train
-from pretrain.weights import load_encoder
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain import checkpoints as ck
+from sarjepa.pretrain.masking import shared_local_windows
+from sarjepa.pretrain.methods import build_method
+from sarjepa.pretrain.train import train
+from sarjepa.pretrain.weights import load_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -167,13 +166,13 @@ def test_checkpoint_keys_and_shapes_are_upstreams():
     got = {k: tuple(v.shape) for k, v in method.checkpoint_state_dict().items()}
     assert got == _upstream_lomar_keys(32, 2, 2, 16, 4, 1)
     # ViT-B/16 at 224 px, as the released upstream checkpoint
-    from pretrain.config import load_config
+    from sarjepa.pretrain.config import load_config
 
     big = build_method(load_config("lomar_vit_b16", ["DEVICE", "cpu"]))
     got = {k: tuple(v.shape) for k, v in big.checkpoint_state_dict().items()}
     assert got == _upstream_lomar_keys(768, 12, 12, 16, 14, 1)
     # the unused table is upstream's sin-cos with a zero CLS row
-    from pretrain.models import sincos_2d
+    from sarjepa.pretrain.models import sincos_2d
 
     assert torch.equal(method.pos_embed[0], sincos_2d(32, (4, 4), cls_token=True))
 

@@ -15,12 +15,11 @@ from _pretrain_helpers import (
     tiny_cfg,
     write_chips,
 )
-
-from benchmark.core.errors import SarjepaError
-from pretrain import checkpoints as ck
-from pretrain.masking import random_masking
-from pretrain.methods import build_method
-from pretrain.train import train
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain import checkpoints as ck
+from sarjepa.pretrain.masking import random_masking
+from sarjepa.pretrain.methods import build_method
+from sarjepa.pretrain.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -59,7 +58,7 @@ def test_random_masking_counts_inverse_and_independence():
 def test_loss_equals_a_naive_reference(name):
     """Encoder on kept patches with sin-cos positions, decoder with mask tokens put back in grid
     order, MSE on removed patches, computed patch by patch in float64 loops."""
-    from pretrain.models import sincos_2d
+    from sarjepa.pretrain.models import sincos_2d
 
     method = _method(name).eval()
     images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(3))
@@ -93,7 +92,7 @@ def test_loss_equals_a_naive_reference(name):
 
 
 def test_mae_target_is_per_patch_normalised_pixels():
-    from pretrain.targets.base import patchify
+    from sarjepa.pretrain.targets.base import patchify
 
     method = _method()
     x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -197,7 +196,7 @@ def _upstream_mae_keys(d, depth, dd, ddepth, n, out):
 
 
 def test_checkpoint_keys_match_upstream_mae():
-    from pretrain.config import load_config
+    from sarjepa.pretrain.config import load_config
 
     got = {k: tuple(v.shape) for k, v in _method().checkpoint_state_dict().items()}
     assert got == _upstream_mae_keys(32, 2, 32, 1, 16, 256)
@@ -281,7 +280,7 @@ def test_checkpoint_feeds_sarjepa_features(chips, tmp_path):
 def test_cli_pretrain_mae_tiny_then_features(chips, tmp_path):
     """`sarjepa pretrain --config mae_tiny` writes a checkpoint that `sarjepa features` pools as
     the CLS token after the encoder's final norm (MAE's models_vit without global pooling)."""
-    from pretrain.config import load_config
+    from sarjepa.pretrain.config import load_config
 
     ckpt, x, feats = pretrain_then_features("mae_tiny", chips, tmp_path, "mae")
     method = build_method(load_config("mae_tiny", ["DEVICE", "cpu"]))
@@ -295,7 +294,7 @@ def test_cli_pretrain_mae_tiny_then_features(chips, tmp_path):
 def test_model_dict_alone_reads_as_upstream_mae_format(tmp_path):
     """Our `model` entry saved the way upstream's main_pretrain saves it (no sidecar, no arch
     metadata) is detected as the 'mae' format and gives the same CLS features."""
-    from pretrain.weights import load_encoder
+    from sarjepa.pretrain.weights import load_encoder
 
     method = _method().eval()
     path = tmp_path / "checkpoint-0.pth"

@@ -6,15 +6,14 @@ import json
 import math
 
 import pytest
+import sarjepa.pretrain.masking as masking
 import torch
 from _pretrain_helpers import assert_features_cli_equals_cls, tiny_cfg, write_chips
-
-import pretrain.masking as masking
-from benchmark.core.errors import SarjepaError
-from pretrain import checkpoints as ck
-from pretrain.masking import blockwise_masks
-from pretrain.methods import build_method
-from pretrain.train import train
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain import checkpoints as ck
+from sarjepa.pretrain.masking import blockwise_masks
+from sarjepa.pretrain.methods import build_method
+from sarjepa.pretrain.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,8 +102,8 @@ def test_blockwise_masks_refuse_bad_sizes():
 def test_loss_equals_a_naive_reference():
     """Mask tokens replace the embedded patches, then sin-cos positions, CLS, blocks, norm,
     linear head; MSE against the HOG target over the masked patches (float64 loops)."""
-    from pretrain.models import sincos_2d
-    from pretrain.targets import build_target
+    from sarjepa.pretrain.models import sincos_2d
+    from sarjepa.pretrain.targets import build_target
 
     method = _maskfeat().eval()
     images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(3))
@@ -208,7 +207,7 @@ def test_checkpoint_keys_match_slowfast_maskmvit():
     method = _maskfeat()
     got = {k: tuple(v.shape) for k, v in method.checkpoint_state_dict().items()}
     assert got == _as_ours(_slowfast_maskmvit_keys(32, 2, 16, 4, 1))
-    from pretrain.config import load_config
+    from sarjepa.pretrain.config import load_config
 
     big = build_method(load_config("maskfeat_vit_b16", ["DEVICE", "cpu"]))
     got = {k: tuple(v.shape) for k, v in big.checkpoint_state_dict().items()}

@@ -6,9 +6,8 @@ import math
 
 import pytest
 import torch
-
-from pretrain.models import Attention, irpe_bucket_ids, piecewise_index
-from pretrain.models.irpe import cached_bucket_ids, square_bucket_ids
+from sarjepa.pretrain.models import Attention, irpe_bucket_ids, piecewise_index
+from sarjepa.pretrain.models.irpe import cached_bucket_ids, square_bucket_ids
 
 ALPHA, BETA, GAMMA = 1.9, 3.8, 15.2  # ratio 1.9
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 import math
 
 import pytest
+import sarjepa.pretrain.models.attention as attention_mod
+import sarjepa.pretrain.models.vit as vit_mod
 import torch
-
-import pretrain.models.attention as attention_mod
-import pretrain.models.vit as vit_mod
-from benchmark.core.errors import SarjepaError
-from pretrain.models import VisionTransformer, build_vit, vit_base, vit_large, vit_small, vit_tiny
-from pretrain.models.pos_embed import sincos_2d
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.models import (
+    VisionTransformer,
+    build_vit,
+    vit_base,
+    vit_large,
+    vit_small,
+    vit_tiny,
+)
+from sarjepa.pretrain.models.pos_embed import sincos_2d
 
 
 def _tiny(**kw) -> VisionTransformer:

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from benchmark.cli import main
-from benchmark.core.errors import SarjepaError
-from benchmark.datasets import mstar_release as mr
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.datasets import mstar_release as mr
 
 TGT = "MSTAR_PUBLIC_TARGETS_CHIPS_T72_BMP2_BTR70_SLICY/TARGETS"
 MIX1 = "MSTAR_PUBLIC_MIXED_TARGETS_CD1"
@@ -104,7 +103,7 @@ def test_soc_layout_counts_serials_links_and_manifest(release: Path, tmp_path: P
     src = release / entry["source"]
     dst = soc / entry["path"]
     assert os.stat(src).st_ino == os.stat(dst).st_ino  # a hard link
-    from benchmark.core.provenance import file_sha256
+    from sarjepa.benchmark.core.provenance import file_sha256
 
     assert entry["sha256"] == file_sha256(src)
     assert _snapshot(release) == before  # the source is untouched

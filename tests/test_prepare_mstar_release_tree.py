@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
-from benchmark.cli import main
-from benchmark.core.errors import SarjepaError
-from benchmark.datasets import mstar_release as mr
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.datasets import mstar_release as mr
 
 TGT = "MSTAR_PUBLIC_TARGETS_CHIPS_T72_BMP2_BTR70_SLICY/TARGETS"
 MIX = "MSTAR_PUBLIC_MIXED_TARGETS_CD"

@@ -15,8 +15,7 @@ from _pretrain_helpers import (
     tiny_opts,
     write_chips,
 )
-
-from benchmark.cli import main
+from sarjepa.benchmark.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -133,7 +132,7 @@ def _free_port() -> int:
 
 def test_sampler_global_batches_do_not_depend_on_the_process_count():
     """Step s of 2 ranks x batch B covers the same images as step s of 1 process x batch 2B."""
-    from pretrain.data import EpochSampler
+    from sarjepa.pretrain.data import EpochSampler
 
     n, b = 24, 3
     for epoch in (0, 1):

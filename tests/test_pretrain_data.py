@@ -11,11 +11,10 @@ from _pretrain_helpers import (
     write_chips,
 )
 from PIL import Image
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.images import read_gray as read_gray_uint8
-from benchmark.core.provenance import data_fingerprint
-from pretrain.data import (
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.images import read_gray as read_gray_uint8
+from sarjepa.benchmark.core.provenance import data_fingerprint
+from sarjepa.pretrain.data import (
     EpochSampler,
     UnlabeledImageFolder,
     build_train_transform,

@@ -11,10 +11,9 @@ from _pretrain_helpers import (
     tiny_cfg,
     write_chips,
 )
-
-from benchmark.core.errors import SarjepaError
-from pretrain import checkpoints as ck
-from pretrain.train import lr_at, param_groups, peak_lr, train
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain import checkpoints as ck
+from sarjepa.pretrain.train import lr_at, param_groups, peak_lr, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,7 +50,7 @@ def test_lr_schedule_matches_hand_table():
 
 
 def test_param_groups_decay_tokens_like_the_authors_by_default():
-    from pretrain.methods import build_method
+    from sarjepa.pretrain.methods import build_method
 
     method = build_method(tiny_cfg())
     groups = param_groups(method, 0.05)
@@ -62,7 +61,7 @@ def test_param_groups_decay_tokens_like_the_authors_by_default():
 
 
 def test_param_groups_no_decay_on_bias_norm_tokens():
-    from pretrain.methods import build_method
+    from sarjepa.pretrain.methods import build_method
 
     method = build_method(tiny_cfg())
     groups = param_groups(method, 0.05, decay_tokens=False)
@@ -143,7 +142,7 @@ def test_resume_equals_uninterrupted_run(chips, tmp_path):
 
 
 def test_checkpoint_format_and_sidecar(chips, tmp_path):
-    from pretrain.models import build_vit
+    from sarjepa.pretrain.models import build_vit
 
     out = tmp_path / "fmt"
     train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 1}))
@@ -199,7 +198,7 @@ def test_checkpoint_format_and_sidecar(chips, tmp_path):
 
 
 def test_nonfinite_loss_stops_and_keeps_checkpoint(chips, tmp_path, monkeypatch):
-    from pretrain.methods.sarjepa import LocalWindowRegression
+    from sarjepa.pretrain.methods.sarjepa import LocalWindowRegression
 
     out = tmp_path / "nan"
     train(tiny_cfg(data=chips, out=out, **{"TRAIN.EPOCHS": 3}))
@@ -251,10 +250,9 @@ class _Quadratic(torch.nn.Module):
 
 
 def test_gradient_accumulation_equals_the_big_batch():
+    from sarjepa.pretrain.distributed import DistInfo
+    from sarjepa.pretrain.loop import EpochPlan, train_one_epoch
     from tqdm import tqdm
-
-    from pretrain.distributed import DistInfo
-    from pretrain.loop import EpochPlan, train_one_epoch
 
     images = torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     results = []

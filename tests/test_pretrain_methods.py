@@ -7,9 +7,8 @@ import torch
 from _pretrain_helpers import (
     tiny_cfg,
 )
-
-from benchmark.core.errors import SarjepaError
-from pretrain.methods import build_method, masked_mse, method_names
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.methods import build_method, masked_mse, method_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

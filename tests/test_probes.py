@@ -14,11 +14,10 @@ from _bench_run_helpers import (
     tiny_cfg,
     tiny_overrides,
 )
-
-from benchmark.core.errors import SarjepaError
-from benchmark.grid import GridSpec, run_grid, write_outputs
-from benchmark.trainers import TRAINER_REGISTRY
-from benchmark.trainers.probes import choose_c, knn_scores, standardise
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.grid import GridSpec, run_grid, write_outputs
+from sarjepa.benchmark.trainers import TRAINER_REGISTRY
+from sarjepa.benchmark.trainers.probes import choose_c, knn_scores, standardise
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,7 +127,7 @@ def test_probe_cells_use_the_cached_features_of_the_linear_probe(data, tmp_path,
 
 
 def _dataset(cfg):
-    from benchmark.datasets import build_dataset
+    from sarjepa.benchmark.datasets import build_dataset
 
     return build_dataset(cfg)
 

@@ -8,17 +8,16 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-
-from benchmark import speed
-from benchmark.cli import main
-from benchmark.speed.reference import (
+from sarjepa.benchmark import speed
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.speed.reference import (
     _explicit_attention,
     conv_gf_maps,
     indexed_rpe,
     reference_attention,
     to_patches,
 )
-from pretrain.models import VisionTransformer
+from sarjepa.pretrain.models import VisionTransformer
 
 # packages the bench must not need (the GPU image has torch, timm, numpy, tqdm only)
 BLOCKED = ("yacs", "pandas", "matplotlib", "sklearn", "scipy")
@@ -36,7 +35,7 @@ def _keeping_threads(entry, argv: list[str]) -> int:
 @pytest.fixture
 def fresh_imports_without_optional_packages():
     """Our packages re-imported from scratch with BLOCKED unimportable; all restored after."""
-    tops = ("benchmark", "pretrain", "dassl_patches", *BLOCKED)
+    tops = ("sarjepa", *BLOCKED)
     saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in tops}
     for k in saved:
         del sys.modules[k]
@@ -53,7 +52,7 @@ def fresh_imports_without_optional_packages():
 def test_cli_runs_without_optional_packages_and_writes_json(
     tmp_path, capsys, fresh_imports_without_optional_packages
 ):
-    from benchmark.cli import main as fresh_main
+    from sarjepa.benchmark.cli import main as fresh_main
 
     out = tmp_path / "x.json"
     argv = [
@@ -161,7 +160,7 @@ def test_conv_gf_reference_matches_naive_loops_and_our_target():
     f32 = conv_gf_maps(x, scales=(2, 5))
     assert f32.dtype == torch.float32
     torch.testing.assert_close(f32.double(), got, atol=1e-5, rtol=1e-4)
-    from pretrain.targets import build_target
+    from sarjepa.pretrain.targets import build_target
 
     ours = build_target("gf", patch_size=8, scales=(2, 5)).maps(x).double()
     torch.testing.assert_close(ours, got, atol=1e-6, rtol=1e-4)
@@ -183,7 +182,7 @@ def test_to_patches_order_is_row_major_patches_channel_major_inside():
 
 
 def test_pretrain_config_is_the_bundled_recipe_with_fitting_windows():
-    from pretrain.config import load_config
+    from sarjepa.pretrain.config import load_config
 
     cfg = speed.sarjepa_cfg("tiny", 64)
     recipe = load_config(speed.RECIPE)
@@ -194,7 +193,7 @@ def test_pretrain_config_is_the_bundled_recipe_with_fitting_windows():
 
 
 def test_pretrain_row_without_yacs_is_a_one_line_skip(fresh_imports_without_optional_packages):
-    from benchmark import speed as fresh_speed
+    from sarjepa.benchmark import speed as fresh_speed
 
     s = fresh_speed.Settings(arch="tiny", img_size=32, iters=1, warmup=0, pretrain_batch=2)
     (row,) = fresh_speed.measure_pretrain(s)
@@ -218,7 +217,7 @@ def test_failures_are_reported_and_the_rest_continues(monkeypatch, capsys):
     rows = speed.run_all(["eval", "gf"], s)
     assert [r.what for r in rows] == ["eval", "gf b4"]
     assert "ZeroDivisionError" in rows[0].ours.error and rows[1].ratio == 1.0
-    from benchmark.commands.bench import markdown_table
+    from sarjepa.benchmark.commands.bench import markdown_table
 
     table = markdown_table(rows).splitlines()
     assert table[2].startswith("| eval | error | - | - | - | ours: ZeroDivisionError")
@@ -237,8 +236,8 @@ def test_bad_options_are_one_line_errors(extra, needle, capsys):
 
 
 def test_pretrain_reference_mode_computes_the_same_loss(one_thread):
-    from benchmark.speed.reference import conv_gf_target, set_reference_attention
-    from pretrain.methods import build_method
+    from sarjepa.benchmark.speed.reference import conv_gf_target, set_reference_attention
+    from sarjepa.pretrain.methods import build_method
 
     cfg = speed.sarjepa_cfg("tiny", 64)
     cfg.merge_from_list(["MODEL.EMBED_DIM", 32, "MODEL.DEPTH", 1, "MODEL.NUM_HEADS", 2])
@@ -259,8 +258,8 @@ def test_pretrain_reference_mode_computes_the_same_loss(one_thread):
 
 @pytest.mark.slow
 def test_methods_row_times_every_bundled_recipe_and_records_the_command(tmp_path, capsys):
-    from benchmark.cli import main
-    from benchmark.speed import method_recipes
+    from sarjepa.benchmark.cli import main
+    from sarjepa.benchmark.speed import method_recipes
 
     out = tmp_path / "m.json"
     argv = [
@@ -292,7 +291,7 @@ def test_attention_rows_time_every_impl_with_its_agreement_numbers(tmp_path, cap
         "--train-batch", "2", "--eval-batch", "2", "--attn", "aligned",
         "--attn-variants", "sdpa", "triton", "math", "--sdpa-backends", "math",
     ]  # fmt: skip
-    from benchmark.commands import bench
+    from sarjepa.benchmark.commands import bench
 
     written, write = [], bench._write_json
     monkeypatch.setattr(

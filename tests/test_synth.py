@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from benchmark.cli import main
-from benchmark.core.errors import SarjepaError
-from benchmark.synth import layout as L
-from benchmark.synth import physics as S
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.synth import layout as L
+from sarjepa.benchmark.synth import physics as S
 
 MSTAR = ["BMP2", "BTR70", "T72", "BTR60", "2S1", "BRDM2", "D7", "T62", "ZIL131", "ZSU234"]
 FUSAR = [

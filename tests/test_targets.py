@@ -9,11 +9,10 @@ import pytest
 import torch
 from _targets_helpers import gf_reference, naive_patches
 from PIL import Image
-
-from benchmark.cli import main
-from benchmark.core.errors import SarjepaError
-from pretrain.targets import TARGETS, build_target, patchify, unpatchify
-from pretrain.targets.gf import gf_gauss_maps, gf_log_ratios, gf_maps
+from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.targets import TARGETS, build_target, patchify, unpatchify
+from sarjepa.pretrain.targets.gf import gf_gauss_maps, gf_log_ratios, gf_maps
 
 
 def _images(shape, seed=0):

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _checked_args(args: argparse.Namespace) -> None:
-    from benchmark.core.errors import SarjepaError, check_trailing_opts
+    from sarjepa.benchmark.core.errors import SarjepaError, check_trailing_opts
 
     for flag, value, low in (
         ("--image-size", args.image_size, 1),
@@ -67,8 +67,7 @@ def _checked_args(args: argparse.Namespace) -> None:
 def _batches(files: list[str], transform, batch_size: int):
     """Preprocessed ``(B, 1, S, S)`` batches of ``files``, in order, decoded in this process."""
     import torch
-
-    from benchmark.features import ImageDataset
+    from sarjepa.benchmark.features import ImageDataset
 
     data = ImageDataset(files, None, transform)
     for start in range(0, len(files), batch_size):
@@ -80,13 +79,17 @@ def run_attention_distance(args: argparse.Namespace) -> int:
     """Run ``sarjepa analyze attention-distance`` (see :data:`DISTANCE_DESCRIPTION`)."""
     from pathlib import Path
 
-    from benchmark.attention_distance import attention_distances, uniform_distance, write_outputs
-    from benchmark.backbone import encoder_from_cfg
-    from benchmark.commands.features import _expand
-    from benchmark.config import load_cfg
-    from benchmark.core.errors import SarjepaError
-    from benchmark.core.runtime import resolve_device, seed_everything
-    from dassl_patches.transforms import build_transform
+    from sarjepa.benchmark.attention_distance import (
+        attention_distances,
+        uniform_distance,
+        write_outputs,
+    )
+    from sarjepa.benchmark.backbone import encoder_from_cfg
+    from sarjepa.benchmark.commands.features import _expand
+    from sarjepa.benchmark.config import load_cfg
+    from sarjepa.benchmark.core.errors import SarjepaError
+    from sarjepa.benchmark.core.runtime import resolve_device, seed_everything
+    from sarjepa.dassl_patches.transforms import build_transform
 
     _checked_args(args)
     random_init = args.weights.strip().lower() == "none"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError
 
 CHOICES = ("finetune", "eval", "pretrain", "gf", "methods", "attention", "grid")
 DEFAULT_CHOICES = tuple(c for c in CHOICES if c != "grid")  # grids take minutes: on request
@@ -81,7 +81,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--threads", type=int, help="CPU threads for torch (default: torch's; 1 on a busy box)"
     )
-    from benchmark.grid_bench_options import add_arguments as add_grid_arguments
+    from sarjepa.benchmark.grid_bench_options import add_arguments as add_grid_arguments
 
     add_grid_arguments(p)
     p.set_defaults(func=run)
@@ -89,9 +89,9 @@ def register(subparsers) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     """Resolve device-dependent defaults and check the numbers; returns a ``speed.Settings``."""
-    from benchmark.core.runtime import resolve_device
-    from benchmark.speed import Settings
-    from pretrain.models.attention import ATTN_IMPLS, check_impl, default_impl, parse_impls
+    from sarjepa.benchmark.core.runtime import resolve_device
+    from sarjepa.benchmark.speed import Settings
+    from sarjepa.pretrain.models.attention import ATTN_IMPLS, check_impl, default_impl, parse_impls
 
     device = resolve_device(args.device, "--device")
     k = 0 if device.type == "cuda" else 1
@@ -120,14 +120,14 @@ def settings_from_args(args: argparse.Namespace):
         raise SarjepaError(f"--threads must be >= 1, got {args.threads}")
     if s.img_size % 16 or s.img_size < 32:
         raise SarjepaError(f"--img-size must be a multiple of 16 and >= 32, got {s.img_size}")
-    from benchmark.grid_bench_options import options_from_args
+    from sarjepa.benchmark.grid_bench_options import options_from_args
 
     s.grid = options_from_args(args, device.type)
     return s
 
 
 def _backends(names: list[str] | None) -> tuple[str, ...] | None:
-    from benchmark.speed import SDPA_BACKENDS
+    from sarjepa.benchmark.speed import SDPA_BACKENDS
 
     if names is None:
         return None
@@ -240,7 +240,7 @@ def _versions() -> dict:
     import platform
     from importlib import metadata
 
-    from benchmark.core.provenance import code_version
+    from sarjepa.benchmark.core.provenance import code_version
 
     out = {"python": platform.python_version(), "sarjepa": code_version()}
     for pkg in ("torch", "timm", "numpy", "triton"):
@@ -253,7 +253,7 @@ def _write_json(path: str, data: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise SarjepaError(f"--json: folder '{os.path.dirname(path)}' does not exist")
-    from benchmark.core.io import atomic_write_json
+    from sarjepa.benchmark.core.io import atomic_write_json
 
     atomic_write_json(data, path)
 
@@ -273,8 +273,7 @@ def _line(r) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the selected measurements; 0 if all ran (or were skipped), 1 if any failed."""
     import torch
-
-    from benchmark import speed
+    from sarjepa.benchmark import speed
 
     s = settings_from_args(args)
     if args.threads:

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.demo import run_demo
+    from sarjepa.benchmark.demo import run_demo
 
     out = args.out
     if args.preset == "gpu" and out == "results/demo":

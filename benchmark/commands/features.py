@@ -34,8 +34,8 @@ def _expand(paths: list[str]) -> list[str]:
     import re
     from pathlib import Path
 
-    from benchmark.core.errors import SarjepaError
-    from benchmark.core.images import expand_image_paths
+    from sarjepa.benchmark.core.errors import SarjepaError
+    from sarjepa.benchmark.core.images import expand_image_paths
 
     for raw in paths:
         if not Path(raw).exists() and re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+", raw):
@@ -51,13 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
-
-    from benchmark.backbone import encoder_from_cfg
-    from benchmark.cell import device_and_amp
-    from benchmark.config import load_cfg
-    from benchmark.core.errors import SarjepaError, check_trailing_opts
-    from benchmark.features import Backbone, extract
-    from dassl_patches.transforms import build_transform
+    from sarjepa.benchmark.backbone import encoder_from_cfg
+    from sarjepa.benchmark.cell import device_and_amp
+    from sarjepa.benchmark.config import load_cfg
+    from sarjepa.benchmark.core.errors import SarjepaError, check_trailing_opts
+    from sarjepa.benchmark.features import Backbone, extract
+    from sarjepa.dassl_patches.transforms import build_transform
 
     if args.batch_size < 1:
         raise SarjepaError("--batch-size must be >= 1")
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise SarjepaError(f"output folder '{out.parent}' does not exist")
     device, amp = device_and_amp(cfg)
     if random_init and int(cfg.SEED) >= 0:
-        from benchmark.core.runtime import seed_everything
+        from sarjepa.benchmark.core.runtime import seed_everything
 
         seed_everything(int(cfg.SEED))  # the random weights of a grid cell with this seed
     weights = encoder_from_cfg(cfg)
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=int(cfg.DATALOADER.NUM_WORKERS),
         progress=bool(cfg.RUN.PROGRESS) and sys.stderr.isatty(),
     )
-    from benchmark.core.io import atomic_numpy_save
+    from sarjepa.benchmark.core.io import atomic_numpy_save
 
     atomic_numpy_save({"files": np.asarray(files, dtype=str), "features": feats.numpy()}, out)
     print(

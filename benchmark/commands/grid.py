@@ -70,9 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def spec_from_args(args: argparse.Namespace):
     """Merge a grid file (if any) with command-line values (the command line wins)."""
     import yaml
-
-    from benchmark.core.errors import SarjepaError
-    from benchmark.grid import GridSpec, parse_methods
+    from sarjepa.benchmark.core.errors import SarjepaError
+    from sarjepa.benchmark.grid import GridSpec, parse_methods
 
     data: dict = {}
     if args.grid_file:
@@ -113,8 +112,8 @@ def spec_from_args(args: argparse.Namespace):
 
 def finish(run_dir: Path, reference: list[str] | str | None) -> None:
     """Write tables and the plot for a run folder and print the Markdown summary."""
-    from benchmark.core.errors import SarjepaError
-    from benchmark.grid import write_outputs
+    from sarjepa.benchmark.core.errors import SarjepaError
+    from sarjepa.benchmark.grid import write_outputs
 
     try:
         res = write_outputs(run_dir, reference)
@@ -128,8 +127,8 @@ def finish(run_dir: Path, reference: list[str] | str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.core.errors import check_trailing_opts
-    from benchmark.grid import run_grid
+    from sarjepa.benchmark.core.errors import check_trailing_opts
+    from sarjepa.benchmark.grid import run_grid
 
     check_trailing_opts(list(args.opts or []))
     spec = spec_from_args(args)

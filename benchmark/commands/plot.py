@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from benchmark.plots import plot_accuracy_vs_shots
-    from benchmark.tables import chance_levels, collect_runs, summarise
+    from sarjepa.benchmark.plots import plot_accuracy_vs_shots
+    from sarjepa.benchmark.tables import chance_levels, collect_runs, summarise
 
     runs, _ = collect_runs(args.run_dir)
     stem = Path(args.out) if args.out else Path(args.run_dir) / "accuracy_vs_shots"
@@ -41,8 +41,8 @@ def run_plot(args: argparse.Namespace) -> int:
 
 
 def run_plot_pretrain(args: argparse.Namespace) -> int:
-    from benchmark.core.errors import SarjepaError
-    from benchmark.plots import plot_pretrain_logs
+    from sarjepa.benchmark.core.errors import SarjepaError
+    from sarjepa.benchmark.plots import plot_pretrain_logs
 
     if args.labels and len(args.labels) != len(args.logs):
         raise SarjepaError(f"--labels has {len(args.labels)} names for {len(args.logs)} logs")

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_mstar(args: argparse.Namespace) -> int:
-    from benchmark.datasets import mstar_release as mr
+    from sarjepa.benchmark.datasets import mstar_release as mr
 
     protocols = list(mr.PROTOCOLS) if "all" in args.protocol else list(args.protocol)
     chips, unplaced = mr.scan_release(args.src)

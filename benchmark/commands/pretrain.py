@@ -9,7 +9,7 @@ Pretrain a ViT on a folder of unlabeled SAR images (searched recursively; jpg, j
 tiff, bmp; 8- or 16-bit; colour is converted to gray). Writes OUTPUT/checkpoint-<epoch>.pth (the
 authors' dict format) with a JSON sidecar, log.txt (one JSON line per epoch) and config.yaml.
 Trailing KEY VALUE pairs override the config (e.g. TRAIN.EPOCHS 100 TRAIN.BATCH_SIZE 64).
-Several GPUs: torchrun --nproc_per_node N -m benchmark.cli pretrain ...
+Several GPUs: torchrun --nproc_per_node N -m sarjepa pretrain ...
 Bundled configs: sarjepa_vit_b16 (the paper); SAR-JEPA with other targets: sarjepa_gauss_vit_b16,
 sarjepa_pixel_vit_b16, sarjepa_hog_vit_b16, sarjepa_sar_hog_vit_b16, sarjepa_lowpass_vit_b16;
 baselines with their own recipes: lomar_vit_b16 (upstream LoMaR), maskfeat_vit_b16, mae_vit_b16,
@@ -45,8 +45,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pretrain.config import load_config
-    from pretrain.train import train
+    from sarjepa.pretrain.config import load_config
+    from sarjepa.pretrain.train import train
 
     cfg = load_config(args.config, args.opts)
     cfg.DATA_DIR = args.data

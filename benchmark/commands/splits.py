@@ -40,9 +40,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the dataset split and write its file lists; returns the exit status."""
-    from benchmark.config import load_cfg
-    from benchmark.datasets import build_dataset
-    from benchmark.datasets.splits import split_json_bytes
+    from sarjepa.benchmark.config import load_cfg
+    from sarjepa.benchmark.datasets import build_dataset
+    from sarjepa.benchmark.datasets.splits import split_json_bytes
 
     overrides = {
         "DATASET.NAME": args.dataset,
@@ -71,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    from benchmark.core.io import atomic_write_bytes
+    from sarjepa.benchmark.core.io import atomic_write_bytes
 
     atomic_write_bytes(data, path)

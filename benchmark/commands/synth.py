@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the sets and print a one-line summary."""
-    from benchmark.synth.layout import generate
+    from sarjepa.benchmark.synth.layout import generate
 
     start = time.perf_counter()
     meta = generate(

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.tables import write_tables
+    from sarjepa.benchmark.tables import write_tables
 
     res = write_tables(args.run_dir, args.out, reference=args.reference)
     for w in res["warnings"]:

@@ -12,10 +12,9 @@ import os
 import sys
 
 import numpy as np
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.images import expand_image_paths
-from benchmark.core.io import atomic_numpy_save, atomic_write
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.images import expand_image_paths
+from sarjepa.benchmark.core.io import atomic_numpy_save, atomic_write
 
 
 def register(subparsers) -> None:
@@ -65,8 +64,7 @@ def load_gray01(path: str, size: int) -> np.ndarray:
     divided by 255.
     """
     from PIL import Image
-
-    from benchmark.core.images import read_gray
+    from sarjepa.benchmark.core.images import read_gray
 
     gray = Image.fromarray(read_gray(path), "L")
     if gray.size != (size, size):
@@ -112,8 +110,7 @@ def draw_png(path: str, images: np.ndarray, maps: np.ndarray, files: list[str], 
 def run(args: argparse.Namespace) -> int:
     """Compute and write the maps; returns the exit status."""
     import torch
-
-    from pretrain.targets import TARGETS, build_target
+    from sarjepa.pretrain.targets import TARGETS, build_target
 
     kind = TARGETS.resolve(args.kind)
     if args.size < 1 or args.batch_size < 1 or args.png_max < 0:

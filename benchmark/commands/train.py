@@ -33,10 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import benchmark.trainers  # noqa: F401 - registers the trainers' config keys
-    from benchmark.cell import run as run_cell
-    from benchmark.config import load_cfg
-    from benchmark.core.errors import check_trailing_opts
+    import sarjepa.benchmark.trainers  # noqa: F401 - registers the trainers' config keys
+    from sarjepa.benchmark.cell import run as run_cell
+    from sarjepa.benchmark.config import load_cfg
+    from sarjepa.benchmark.core.errors import check_trailing_opts
 
     overrides: dict = {}
     if args.root:

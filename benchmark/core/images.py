@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-from benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError
 
 #: File extensions (lower case, with the dot) the project treats as images, any letter case.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from benchmark.core.errors import FileWriteError, SarjepaError
+from sarjepa.benchmark.core.errors import FileWriteError, SarjepaError
 
 
 def atomic_write(

@@ -16,7 +16,7 @@ def code_version() -> str:
 
     Computed once per process (two ``git`` calls); every grid cell and feature-cache key asks.
     """
-    from benchmark import __version__
+    from sarjepa.benchmark import __version__
 
     here = Path(__file__).resolve().parent
     try:

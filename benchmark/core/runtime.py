@@ -17,8 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-
-from benchmark.core.errors import SarjepaError, unknown
+from sarjepa.benchmark.core.errors import SarjepaError, unknown
 
 AMP_MODES = ("auto", "bf16", "off")
 T = TypeVar("T")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.core.errors import SarjepaError
-from benchmark.datasets.base import (
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.datasets.base import (
     DATASET_REGISTRY,
     DatasetBase,
     Datum,
@@ -20,10 +20,10 @@ from benchmark.datasets.base import (
     split_trainval,
     subsample_classes,
 )
-from benchmark.datasets.folder import SARFolder
-from benchmark.datasets.fusar import New_FUSAR
-from benchmark.datasets.mstar import MSTAR_EOC1, MSTAR_EOC2C, MSTAR_EOC2V, MSTAR_SOC
-from benchmark.datasets.sar_acd import SAR_ACD
+from sarjepa.benchmark.datasets.folder import SARFolder
+from sarjepa.benchmark.datasets.fusar import New_FUSAR
+from sarjepa.benchmark.datasets.mstar import MSTAR_EOC1, MSTAR_EOC2C, MSTAR_EOC2V, MSTAR_SOC
+from sarjepa.benchmark.datasets.sar_acd import SAR_ACD
 
 __all__ = [
     "DATASET_REGISTRY",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from benchmark.core.errors import SarjepaError
-from benchmark.core.registry import Registry
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.registry import Registry
 
 DATASET_REGISTRY: Registry[Any] = Registry("dataset", case_insensitive=True)
 

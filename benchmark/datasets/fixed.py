@@ -6,10 +6,10 @@ import logging
 import os
 from typing import Any, ClassVar
 
-from benchmark.core.errors import SarjepaError
-from benchmark.datasets.base import DatasetBase, subsample_classes
-from benchmark.datasets.listing import class_folders, list_split
-from benchmark.datasets.splits import SplitSpec, make_split, resolve_cache_dir, split_hash
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.datasets.base import DatasetBase, subsample_classes
+from sarjepa.benchmark.datasets.listing import class_folders, list_split
+from sarjepa.benchmark.datasets.splits import SplitSpec, make_split, resolve_cache_dir, split_hash
 
 log = logging.getLogger("sarjepa.datasets")
 

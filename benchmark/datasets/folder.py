@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from benchmark.core.errors import SarjepaError
-from benchmark.core.images import IMAGE_EXTENSIONS
-from benchmark.datasets.base import DATASET_REGISTRY, DatasetBase, subsample_classes
-from benchmark.datasets.fixed import locate_dataset_dir
-from benchmark.datasets.listing import class_folders, list_split
-from benchmark.datasets.splits import SplitSpec, make_split, resolve_cache_dir, split_hash
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.images import IMAGE_EXTENSIONS
+from sarjepa.benchmark.datasets.base import DATASET_REGISTRY, DatasetBase, subsample_classes
+from sarjepa.benchmark.datasets.fixed import locate_dataset_dir
+from sarjepa.benchmark.datasets.listing import class_folders, list_split
+from sarjepa.benchmark.datasets.splits import SplitSpec, make_split, resolve_cache_dir, split_hash
 
 TRAIN_NAMES = ("train", "Train", "TRAIN")
 TEST_NAMES = ("test", "Test", "TEST")

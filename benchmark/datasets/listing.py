@@ -18,9 +18,9 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from benchmark.core.errors import SarjepaError
-from benchmark.core.images import IMAGE_EXTENSIONS
-from benchmark.datasets.base import Datum
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.images import IMAGE_EXTENSIONS
+from sarjepa.benchmark.datasets.base import Datum
 
 log = logging.getLogger("sarjepa.datasets")
 

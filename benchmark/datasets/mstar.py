@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from benchmark.datasets.base import DATASET_REGISTRY
-from benchmark.datasets.fixed import FixedLabelDataset
+from sarjepa.benchmark.datasets.base import DATASET_REGISTRY
+from sarjepa.benchmark.datasets.fixed import FixedLabelDataset
 
 #: The standard MSTAR SOC chips per class (17 deg train, 15 deg test): 2,747 / 2,425 in all.
 SOC_COUNTS: dict[str, tuple[int, int]] = {

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.core.errors import SarjepaError
-from benchmark.datasets.mstar import SOC_COUNTS
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.datasets.mstar import SOC_COUNTS
 
 JPEG_SUFFIXES = (".jpeg", ".jpg")
 CLASS_SPELLINGS = {
@@ -286,7 +286,7 @@ def _place(src: Path, dst: Path, copy: bool) -> str:
 
 
 def _manifest(protocol: str, chosen: dict[str, list[Chip]], files: list[dict], dups: int) -> dict:
-    from benchmark.core.provenance import code_version
+    from sarjepa.benchmark.core.provenance import code_version
 
     spec = PROTOCOLS[protocol]
     counts = {s: dict(sorted(Counter(c.cls for c in chosen[s]).items())) for s in chosen}
@@ -331,7 +331,7 @@ def build_layout(
     """
 
     if protocol not in PROTOCOLS:
-        from benchmark.core.errors import unknown
+        from sarjepa.benchmark.core.errors import unknown
 
         raise unknown("MSTAR protocol", protocol, PROTOCOLS)
     src_p, spec = Path(src), PROTOCOLS[protocol]
@@ -367,8 +367,8 @@ def _assemble(
     Returns:
         ``(manifest, Counter of "link" / "copy")``.
     """
-    from benchmark.core.io import atomic_write_json
-    from benchmark.core.provenance import file_sha256
+    from sarjepa.benchmark.core.io import atomic_write_json
+    from sarjepa.benchmark.core.provenance import file_sha256
 
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -427,7 +427,7 @@ def build_pool(
             log(f"{pool_p}: pool already built from the same {len(keep)} chips, kept")
             return old
         raise SarjepaError(f"pool folder '{pool_p}' is not empty; remove it or choose another")
-    from benchmark.core.provenance import code_version
+    from sarjepa.benchmark.core.provenance import code_version
 
     placements = [(c.rel[: c.rel.lower().rfind(".jp")] + ".jpeg", c) for c in keep]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from benchmark.datasets.base import DATASET_REGISTRY
-from benchmark.datasets.fixed import FixedLabelDataset
+from sarjepa.benchmark.datasets.base import DATASET_REGISTRY
+from sarjepa.benchmark.datasets.fixed import FixedLabelDataset
 
 
 @DATASET_REGISTRY.register("SAR_ACD", aliases=("sar_acd", "sar-acd", "acd"))

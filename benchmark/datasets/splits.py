@@ -31,10 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.core.errors import SarjepaError
-from benchmark.core.io import atomic_write_json
-from benchmark.datasets.base import Datum, generate_fewshot_dataset, split_trainval
-from benchmark.datasets.listing import Listing, fingerprint
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.io import atomic_write_json
+from sarjepa.benchmark.datasets.base import Datum, generate_fewshot_dataset, split_trainval
+from sarjepa.benchmark.datasets.listing import Listing, fingerprint
 
 log = logging.getLogger("sarjepa.datasets")
 

@@ -38,10 +38,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError
-from benchmark.speed.reference import (
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.speed.reference import (
     PATCH,
     conv_gf_maps,
     conv_gf_target,
@@ -49,6 +47,7 @@ from benchmark.speed.reference import (
     set_reference_attention,
     to_patches,
 )
+from torch import Tensor, nn
 
 NUM_CLASSES = 10
 
@@ -178,7 +177,7 @@ def _autocast(s: Settings, enabled: bool):
 
 @functools.lru_cache(maxsize=1)
 def _cpu_encoder(arch: str, img_size: int) -> nn.Module:
-    from pretrain.models import build_vit
+    from sarjepa.pretrain.models import build_vit
 
     return build_vit(f"vit_{arch}_patch16", img_size=img_size, num_classes=NUM_CLASSES)
 
@@ -194,7 +193,7 @@ def build_encoder(s: Settings) -> nn.Module:
 
 @functools.lru_cache(maxsize=1)
 def _cpu_method(arch: str, img_size: int) -> nn.Module:
-    from pretrain.methods import build_method
+    from sarjepa.pretrain.methods import build_method
 
     return build_method(sarjepa_cfg(arch, img_size))
 
@@ -210,7 +209,7 @@ def _ours(model: nn.Module, s: Settings, ours: bool, impl: str | None) -> nn.Mod
     """``model`` with our attention (``impl``, default ``s.attn``) or the reference's."""
     if not ours:
         return set_reference_attention(model)
-    from pretrain.models.attention import set_attention
+    from sarjepa.pretrain.models.attention import set_attention
 
     return set_attention(model, impl or s.attn)
 
@@ -307,7 +306,7 @@ def sarjepa_cfg(arch: str, img_size: int):
         ImportError: yacs (a dependency) is missing; :func:`measure_pretrain` reports the row as
             skipped then, the other measurements need no yacs.
     """
-    from pretrain.config import load_config
+    from sarjepa.pretrain.config import load_config
 
     opts = ["MODEL.ARCH", f"vit_{arch}_patch16", "INPUT.SIZE", str(img_size)]
     window, num_window = mask_geometry(img_size)
@@ -317,7 +316,7 @@ def sarjepa_cfg(arch: str, img_size: int):
 
 def _pretrain_setup(s: Settings, ours: bool, compiled: bool = False):
     def setup():
-        from pretrain.train import param_groups
+        from sarjepa.pretrain.train import param_groups
 
         cfg = sarjepa_cfg(s.arch, s.img_size)
         method = copy.deepcopy(_cpu_method(s.arch, s.img_size)).to(s.device).train()
@@ -349,7 +348,7 @@ def measure_pretrain(s: Settings) -> list[Result]:
     """One SAR-JEPA step (targets included); a note instead when pretrain.methods is missing."""
     b = s.pretrain_batch
     try:
-        from pretrain.methods import method_names
+        from sarjepa.pretrain.methods import method_names
 
         if "sarjepa" not in method_names():
             raise ImportError("method 'sarjepa' is not registered")
@@ -369,7 +368,7 @@ def measure_gf(s: Settings) -> list[Result]:
     """GF per-patch targets (4 scales) of ``s.gf_batch`` images: ours vs conv2d, and their gap."""
     b = s.gf_batch
     try:
-        from pretrain.targets import build_target
+        from sarjepa.pretrain.targets import build_target
 
         target = build_target("gf", patch_size=PATCH)
     except ImportError as exc:
@@ -454,7 +453,7 @@ def attention_agreement(s: Settings, impl: str) -> dict:
     ``max_abs_diff_bf16`` / ``rel_diff_bf16``: ``impl`` under bf16 autocast against ``math`` in
     float32 (relative to ``max_abs_value``): how far bf16 moves the features.
     """
-    from pretrain.models.attention import set_attention
+    from sarjepa.pretrain.models.attention import set_attention
 
     model, x = _agreement_model(s)
     ref, ref_g = _features_and_grads(set_attention(model, "math"), x, None)
@@ -476,7 +475,7 @@ def _impl_unavailable(impl: str, device: torch.device) -> str:
     if impl != "triton":
         return ""
     try:
-        from pretrain.models import irpe_triton
+        from sarjepa.pretrain.models import irpe_triton
     except ImportError as exc:
         return f"skipped: no fused kernel module ({one_line(exc)})"
     ok, why = irpe_triton.triton_available(device)
@@ -578,7 +577,7 @@ def method_recipes() -> list[str]:
     """Registered methods with a bundled ``<method>_vit_b16.yaml``, sorted."""
     from pathlib import Path
 
-    from pretrain.methods import method_names
+    from sarjepa.pretrain.methods import method_names
 
     root = Path(__file__).resolve().parents[2] / "pretrain" / "configs"
     return [m for m in method_names() if (root / f"{m}_vit_b16.yaml").is_file()]
@@ -586,8 +585,8 @@ def method_recipes() -> list[str]:
 
 def method_cfg(name: str, arch: str, img_size: int):
     """``<name>_vit_b16.yaml`` at ``arch`` and ``img_size`` (windows fitted to a small grid)."""
-    from pretrain.config import load_config
-    from pretrain.models.vit import SIZES
+    from sarjepa.pretrain.config import load_config
+    from sarjepa.pretrain.models.vit import SIZES
 
     dim, depth, heads = SIZES[arch]
     opts = ["MODEL.ARCH", f"vit_{arch}_patch16", "INPUT.SIZE", str(img_size)]
@@ -602,7 +601,7 @@ def method_cfg(name: str, arch: str, img_size: int):
         opts += ["MASK.WINDOW_SIZE", str(window), "MASK.NUM_WINDOW", str(num_window)]
         cfg = load_config(f"{name}_vit_b16", opts)
     if cfg.METHOD.NAME == "ijepa":  # I-JEPA's blocks must keep more than MIN_KEEP patches
-        from pretrain.masking import smallest_block
+        from sarjepa.pretrain.masking import smallest_block
 
         bh, bw = smallest_block((grid, grid), cfg.MASK.TARGET_SCALE, cfg.MASK.TARGET_ASPECT)
         if bh * bw <= int(cfg.MASK.MIN_KEEP):
@@ -612,8 +611,8 @@ def method_cfg(name: str, arch: str, img_size: int):
 
 def _method_setup(s: Settings, name: str):
     def setup():
-        from pretrain.methods import build_method
-        from pretrain.train import param_groups
+        from sarjepa.pretrain.methods import build_method
+        from sarjepa.pretrain.train import param_groups
 
         cfg = method_cfg(name, s.arch, s.img_size)
         method = _ours(build_method(cfg).to(s.device).train(), s, True, None)
@@ -656,7 +655,7 @@ def measure_grid(
 
     ``partial`` gets the rows measured so far after each stage of the grid measurement.
     """
-    from benchmark.speed.grid_bench import measure_grid as run
+    from sarjepa.benchmark.speed.grid_bench import measure_grid as run
 
     return run(s, partial)
 

@@ -15,7 +15,7 @@
 set -uo pipefail
 OUT="${OUT:-.}"
 python -m pip install -e . --no-deps --no-build-isolation -q >/dev/null 2>&1 || echo "pip install failed; using python -m"
-if command -v sarjepa >/dev/null; then BENCH=(sarjepa bench); else BENCH=(python -m benchmark.cli bench); fi
+if command -v sarjepa >/dev/null; then BENCH=(sarjepa bench); else BENCH=(python -m sarjepa bench); fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
 # yacs (a dependency) builds the pretrain step from pretrain/configs/sarjepa_vit_b16.yaml; an image

@@ -42,7 +42,7 @@ mods = ["yacs", "yaml", "tqdm", "submitit", "pandas", "matplotlib", "sklearn", "
 missing = [m for m in mods if u.find_spec(m) is None]
 print("missing imports:", " ".join(missing) or "none")
 PY
-if command -v sarjepa >/dev/null; then S=(sarjepa); else S=(python -m benchmark.cli); fi
+if command -v sarjepa >/dev/null; then S=(sarjepa); else S=(python -m sarjepa); fi
 FAILED=0
 step() {  # step NAME COMMAND...: run, time, log
     local name="$1"; shift
@@ -89,7 +89,7 @@ step grid "${S[@]}" grid --out "$OUT/grid" --methods random=none sarjepa="$CKPT"
     MODEL.BACKBONE.NAME "vit_${ARCH}_patch16" INPUT.SIZE "($SIZE, $SIZE)" OPTIM.MAX_EPOCH 10
 
 if [ "${DDP:-$([ "$DEVICE" = cuda ] && echo 1 || echo 0)}" = 1 ]; then
-    step ddp2 torchrun --nproc_per_node 2 -m benchmark.cli "${PRE[@]}" --output "$OUT/pretrain_ddp" \
+    step ddp2 torchrun --nproc_per_node 2 -m sarjepa "${PRE[@]}" --output "$OUT/pretrain_ddp" \
         "${OPTS[@]}" TRAIN.EPOCHS 1
 fi
 if [ -n "$DEMO" ]; then

@@ -36,9 +36,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmark.core.errors import SarjepaError
-from benchmark.grid_bench_options import PAPER_DATASETS, GridBenchOptions, default_options
-from benchmark.speed import Result, Settings, Timing, one_line
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.grid_bench_options import PAPER_DATASETS, GridBenchOptions, default_options
+from sarjepa.benchmark.speed import Result, Settings, Timing, one_line
 
 PAPER_METHODS = 10
 PROTOCOLS = ("finetune", "linear")  # the paper's two protocols per method and dataset
@@ -146,7 +146,7 @@ METHOD = "seeded_init"  # the grid's method label for the checkpoint written her
 def arch_opts(s: Settings) -> list[str]:
     """``KEY VALUE`` overrides for the backbone of ``s.arch`` (patch 16) at ``s.img_size`` and
     the precision of ``s.amp_mode``."""
-    from pretrain.models.vit import SIZES
+    from sarjepa.pretrain.models.vit import SIZES
 
     dim, depth, heads = SIZES[s.arch]
     bb = "MODEL.BACKBONE."
@@ -161,7 +161,7 @@ def grid_spec(
     root: Path, weights: str, o: GridBenchOptions, s: Settings, protocol: str, shots, seeds
 ):
     """A one-method, one-dataset :class:`~benchmark.grid.GridSpec` with the bench's overrides."""
-    from benchmark.grid import GridSpec
+    from sarjepa.benchmark.grid import GridSpec
 
     return GridSpec(
         methods={METHOD: str(weights)},
@@ -177,10 +177,10 @@ def grid_spec(
 
 def cell_cfg(spec, dataset: str, protocol: str, shots: int, run_dir: Path, device: str):
     """The (unfrozen) config a grid cell of ``spec`` would run with, without weights."""
-    import benchmark.trainers  # noqa: F401  (registers the trainers' config keys)
-    from benchmark.config import load_cfg
-    from benchmark.datasets import DATASET_REGISTRY
-    from benchmark.grid import Cell, cell_opts, dataset_config_file, trainer_config_file
+    import sarjepa.benchmark.trainers  # noqa: F401  (registers the trainers' config keys)
+    from sarjepa.benchmark.config import load_cfg
+    from sarjepa.benchmark.datasets import DATASET_REGISTRY
+    from sarjepa.benchmark.grid import Cell, cell_opts, dataset_config_file, trainer_config_file
 
     cell = Cell(METHOD, "none", DATASET_REGISTRY.resolve(dataset), shots, 0, protocol)
     return load_cfg(
@@ -195,10 +195,9 @@ def write_checkpoint(cfg, folder: Path, seed: int = CHECKPOINT_SEED) -> Path:
     """A random init of ``cfg``'s backbone, seeded by ``seed`` (the global RNG is left as it
     was), saved in our checkpoint format: ``folder/checkpoint-0.pth`` + its JSON sidecar."""
     import torch
-
-    from benchmark.backbone import encoder_from_cfg
-    from benchmark.core.provenance import code_version
-    from pretrain.checkpoints import save_checkpoint
+    from sarjepa.benchmark.backbone import encoder_from_cfg
+    from sarjepa.benchmark.core.provenance import code_version
+    from sarjepa.pretrain.checkpoints import save_checkpoint
 
     cfg.MODEL.INIT_WEIGHTS = ""
     with torch.random.fork_rng(devices=[]):
@@ -227,7 +226,7 @@ def prepare_data(o: GridBenchOptions, work: Path) -> tuple[Path, float]:
     ``o.scale`` already in ``work/data``, or one generated there."""
     if o.data:
         return Path(o.data), 0.0
-    from benchmark.synth.layout import generate
+    from sarjepa.benchmark.synth.layout import generate
 
     out = work / "data"
     with contextlib.suppress(OSError, ValueError):
@@ -241,7 +240,7 @@ def prepare_data(o: GridBenchOptions, work: Path) -> tuple[Path, float]:
 
 def dataset_sizes(spec, run_dir: Path, device: str) -> dict[str, DatasetSize]:
     """:class:`DatasetSize` of each paper dataset under ``spec.root``, as the readers list it."""
-    from benchmark.datasets import build_dataset
+    from sarjepa.benchmark.datasets import build_dataset
 
     sizes = {}
     for d in PAPER_DATASETS:
@@ -267,8 +266,8 @@ def timed_grid(
     Raises:
         SarjepaError: a cell failed (its error).
     """
-    from benchmark.decode_cache import process_cache
-    from benchmark.grid import run_grid, write_outputs
+    from sarjepa.benchmark.decode_cache import process_cache
+    from sarjepa.benchmark.grid import run_grid, write_outputs
 
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -282,7 +281,7 @@ def timed_grid(
             try:
                 write_outputs(run_dir)
             except ImportError:  # no matplotlib (a bare device image): the tables alone
-                from benchmark.tables import write_tables
+                from sarjepa.benchmark.tables import write_tables
 
                 write_tables(run_dir)
     wall = time.perf_counter() - t0
@@ -297,9 +296,9 @@ def timed_grid(
 def _warm_up() -> None:
     """Import what the timed grids use (trainers, tables, plots), so the first timed grid does
     not pay for it alone."""
-    import benchmark.cell  # noqa: F401
-    import benchmark.tables  # noqa: F401
-    import benchmark.trainers  # noqa: F401
+    import sarjepa.benchmark.cell  # noqa: F401
+    import sarjepa.benchmark.tables  # noqa: F401
+    import sarjepa.benchmark.trainers  # noqa: F401
 
     with contextlib.suppress(ImportError):
         import matplotlib

@@ -61,7 +61,7 @@ def indexed_rpe(q: Tensor, table: Tensor, ids: Tensor) -> Tensor:
 
 def _explicit_attention(self: nn.Module, x: Tensor, rpe_index: Tensor | None = None) -> Tensor:
     """Drop-in ``Attention.forward``: explicit logits, + iRPE, softmax, @ v (authors' order)."""
-    from pretrain.models.irpe import square_bucket_ids
+    from sarjepa.pretrain.models.irpe import square_bucket_ids
 
     b, t, d = x.shape
     qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -79,7 +79,7 @@ def set_reference_attention(model: nn.Module, on: bool = True) -> nn.Module:
 
     Only these module instances change (an instance-level ``forward`` shadows the class's).
     """
-    from pretrain.models.vit import Attention
+    from sarjepa.pretrain.models.vit import Attention
 
     for m in model.modules():
         if isinstance(m, Attention):

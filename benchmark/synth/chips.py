@@ -10,9 +10,8 @@ generator passed in, so a chip is a pure function of its seed.
 from __future__ import annotations
 
 import numpy as np
-
-from benchmark.synth import physics as S
-from benchmark.synth.scenes import AIRCRAFT, SHIPS, VEHICLES, bridge, false_alarms
+from sarjepa.benchmark.synth import physics as S
+from sarjepa.benchmark.synth.scenes import AIRCRAFT, SHIPS, VEHICLES, bridge, false_alarms
 
 Rng = np.random.Generator
 

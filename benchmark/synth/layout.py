@@ -26,13 +26,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-from benchmark import __version__
-from benchmark.core.errors import SarjepaError, unknown
-from benchmark.core.io import atomic_write_json
-from benchmark.datasets.fusar import New_FUSAR
-from benchmark.datasets.mstar import MSTAR_SOC, SOC_COUNTS
-from benchmark.datasets.sar_acd import SAR_ACD
+from sarjepa.benchmark import __version__
+from sarjepa.benchmark.core.errors import SarjepaError, unknown
+from sarjepa.benchmark.core.io import atomic_write_json
+from sarjepa.benchmark.datasets.fusar import New_FUSAR
+from sarjepa.benchmark.datasets.mstar import MSTAR_SOC, SOC_COUNTS
+from sarjepa.benchmark.datasets.sar_acd import SAR_ACD
 
 #: Bump when the chips change for the same seed.
 GENERATOR_VERSION = 1
@@ -156,7 +155,7 @@ def _pool_plan(total: int, mix: tuple = _POOL) -> list[tuple]:
 
 def render_job(seed: int, job: tuple) -> np.ndarray:
     """The 8-bit chip of one planned file (pure function of ``seed`` and ``job``)."""
-    from benchmark.synth.chips import make_chip
+    from sarjepa.benchmark.synth.chips import make_chip
 
     _, ident, family, cls, size, dep = job
     rng = file_rng(seed, *ident)

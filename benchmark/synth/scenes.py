@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
-from benchmark.synth.physics import Builder
+from sarjepa.benchmark.synth.physics import Builder
 
 Rng = np.random.Generator
 

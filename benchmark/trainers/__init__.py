@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.core.registry import Registry
+from sarjepa.benchmark.core.registry import Registry
 
 TRAINER_REGISTRY: Registry[Any] = Registry("trainer")
 
 
 # register the built-in trainers (imported for their side effect)
-from benchmark.trainers import mim_finetune, mim_linear, probes  # noqa: E402, F401
+from sarjepa.benchmark.trainers import mim_finetune, mim_linear, probes  # noqa: E402, F401

@@ -20,16 +20,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from sarjepa.benchmark.backbone import encoder_from_cfg
+from sarjepa.benchmark.core.errors import SarjepaError, unknown
+from sarjepa.benchmark.core.runtime import autocast, iterate
+from sarjepa.benchmark.evaluator import Classification
+from sarjepa.benchmark.features import Backbone, ImageDataset
+from sarjepa.benchmark.trainers.optim import build_optimizer, lr_per_epoch, set_lr
+from sarjepa.pretrain.weights import LoadedEncoder
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
-
-from benchmark.backbone import encoder_from_cfg
-from benchmark.core.errors import SarjepaError, unknown
-from benchmark.core.runtime import autocast, iterate
-from benchmark.evaluator import Classification
-from benchmark.features import Backbone, ImageDataset
-from benchmark.trainers.optim import build_optimizer, lr_per_epoch, set_lr
-from pretrain.weights import LoadedEncoder
 
 SAMPLERS = ("RandomSampler", "SequentialSampler")
 PRELOAD_MAX_BYTES = 4 * 2**30
@@ -95,7 +94,7 @@ class TrainerBase:
         log: Callable[[str], None] = print,
         progress: bool = False,
     ) -> None:
-        from dassl_patches.transforms import build_transform, preprocessing_dict
+        from sarjepa.dassl_patches.transforms import build_transform, preprocessing_dict
 
         self.cfg = cfg
         self.dataset = dataset

@@ -10,10 +10,9 @@ cosine, 40 epochs in ``vit_b16.yaml``).
 
 from __future__ import annotations
 
+from sarjepa.benchmark.trainers import TRAINER_REGISTRY
+from sarjepa.benchmark.trainers.base import TrainerBase, init_linear
 from torch import Tensor, nn
-
-from benchmark.trainers import TRAINER_REGISTRY
-from benchmark.trainers.base import TrainerBase, init_linear
 
 HEAD_STD = 2e-5
 

@@ -20,15 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from sarjepa.benchmark.config import register_cfg_extension
+from sarjepa.benchmark.features import FeatureStore, cached_extract, feature_spec, resolve_cache_dir
+from sarjepa.benchmark.trainers import TRAINER_REGISTRY
+from sarjepa.benchmark.trainers.base import TrainerBase, init_linear
+from sarjepa.benchmark.trainers.mim_finetune import _Classifier
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 from yacs.config import CfgNode as CN
-
-from benchmark.config import register_cfg_extension
-from benchmark.features import FeatureStore, cached_extract, feature_spec, resolve_cache_dir
-from benchmark.trainers import TRAINER_REGISTRY
-from benchmark.trainers.base import TrainerBase, init_linear
-from benchmark.trainers.mim_finetune import _Classifier
 
 HEAD_STD = 0.01
 BN_EPS = 1e-6
@@ -47,7 +46,7 @@ class MIMLinear(TrainerBase):
     """Frozen backbone + BatchNorm + linear head (``TRAINER.NAME MIM_linear``)."""
 
     def build_model(self) -> None:
-        from dassl_patches.transforms import preprocessing_dict
+        from sarjepa.dassl_patches.transforms import preprocessing_dict
 
         for p in self.backbone.parameters():
             p.requires_grad_(False)
@@ -66,7 +65,7 @@ class MIMLinear(TrainerBase):
         spec = feature_spec(self.weights, self.preprocessing, self.amp)
         if spec is None:
             return None
-        from benchmark.datasets.splits import check_cache_outside
+        from sarjepa.benchmark.datasets.splits import check_cache_outside
 
         root = resolve_cache_dir(self.cfg)
         data_dir = getattr(self.dataset, "dataset_dir", "")

@@ -22,8 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-
-from benchmark.core.errors import SarjepaError, unknown
+from sarjepa.benchmark.core.errors import SarjepaError, unknown
 
 SCHEDULERS = ("cosine", "single_step", "multi_step")
 WARMUPS = ("constant", "linear")

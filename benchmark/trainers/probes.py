@@ -29,14 +29,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from sarjepa.benchmark.config import register_cfg_extension
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.evaluator import Classification
+from sarjepa.benchmark.trainers import TRAINER_REGISTRY
+from sarjepa.benchmark.trainers.mim_linear import MIMLinear
 from torch import Tensor, nn
 from yacs.config import CfgNode as CN
-
-from benchmark.config import register_cfg_extension
-from benchmark.core.errors import SarjepaError
-from benchmark.evaluator import Classification
-from benchmark.trainers import TRAINER_REGISTRY
-from benchmark.trainers.mim_linear import MIMLinear
 
 STD_FLOOR = 1e-6
 

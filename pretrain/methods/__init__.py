@@ -12,9 +12,9 @@ import importlib
 import pkgutil
 import re
 
-from benchmark.core.errors import SarjepaError
-from benchmark.core.registry import Registry
-from pretrain.methods.base import PretrainMethod, masked_mse
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.registry import Registry
+from sarjepa.pretrain.methods.base import PretrainMethod, masked_mse
 
 __all__ = [
     "METHODS",
@@ -52,7 +52,7 @@ def method_names() -> list[str]:
 
 def build_encoder(cfg):
     """The ViT described by ``MODEL.*`` and ``INPUT.SIZE`` (0 / "" keys keep the arch's value)."""
-    from pretrain.models import build_vit
+    from sarjepa.pretrain.models import build_vit
 
     overrides = {
         "img_size": int(cfg.INPUT.SIZE),

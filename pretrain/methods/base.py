@@ -19,9 +19,8 @@ scalar loss. The engine only relies on this contract:
 from __future__ import annotations
 
 import torch
+from sarjepa.benchmark.core.errors import SarjepaError
 from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError
 
 ENCODER_PREFIX = "encoder."
 # Tokens/embeddings that TRAIN.DECAY_TOKENS False exempts from weight decay whatever their shape

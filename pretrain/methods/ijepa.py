@@ -71,14 +71,18 @@ import math
 
 import torch
 import torch.nn.functional as F
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.masking import (
+    MultiBlockMasks,
+    block_size_generator,
+    multiblock_masks,
+    smallest_block,
+)
+from sarjepa.pretrain.methods.base import PretrainMethod
+from sarjepa.pretrain.models.pos_embed import sincos_2d
+from sarjepa.pretrain.models.vit import Block, init_weights
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError
-from pretrain.masking import MultiBlockMasks, block_size_generator, multiblock_masks, smallest_block
-from pretrain.methods.base import PretrainMethod
-from pretrain.models.pos_embed import sincos_2d
-from pretrain.models.vit import Block, init_weights
 
 # torch.amp.GradScaler().state_dict() of a fresh scaler (init_scale 2**16, growth 2, backoff 0.5,
 # interval 2000): upstream's load_checkpoint loads 'scaler' whenever it trains in bf16.
@@ -530,7 +534,7 @@ def _check_ijepa_cfg(cfg) -> None:
 
 def build_ijepa(cfg) -> IJEPA:
     """Build I-JEPA from a pretraining config (see ``pretrain/configs/ijepa_vit_b16.yaml``)."""
-    from pretrain.methods import build_encoder
+    from sarjepa.pretrain.methods import build_encoder
 
     _check_ijepa_cfg(cfg)
     encoder = build_encoder(cfg)

@@ -45,11 +45,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
+from sarjepa.pretrain.methods.sarjepa import _jsonable, check_window_geometry, target_spec
 from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError
-from pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
-from pretrain.methods.sarjepa import _jsonable, check_window_geometry, target_spec
 
 DEFAULT_TARGET = ("pixel", {"norm_pix": True})
 
@@ -79,7 +78,7 @@ class LoMaR(PretrainMethod):
         num_window: int = 4,
         mask_ratio: float = 0.8,
     ) -> None:
-        from pretrain.models import sincos_2d
+        from sarjepa.pretrain.models import sincos_2d
 
         super().__init__(encoder)
         if getattr(encoder, "pos_embed_type", "") != "irpe":
@@ -106,7 +105,7 @@ class LoMaR(PretrainMethod):
 
     def draw_windows(self, batch: int, grid_hw: tuple[int, int], generator):
         """Upstream's windows (shared by the batch) and per-image masks, on the CPU."""
-        from pretrain.masking import shared_local_windows
+        from sarjepa.pretrain.masking import shared_local_windows
 
         return shared_local_windows(
             batch,
@@ -192,8 +191,8 @@ class LoMaR(PretrainMethod):
 
 def build_lomar(cfg) -> LoMaR:
     """Build upstream LoMaR from a pretraining config (``PREDICTOR.DEPTH`` must be 0)."""
-    from pretrain.methods import build_encoder
-    from pretrain.targets import build_target
+    from sarjepa.pretrain.methods import build_encoder
+    from sarjepa.pretrain.targets import build_target
 
     if int(cfg.PREDICTOR.DEPTH) != 0:
         raise SarjepaError(

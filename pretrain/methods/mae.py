@@ -41,11 +41,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
+from sarjepa.pretrain.methods.sarjepa import _jsonable, target_spec
 from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError
-from pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
-from pretrain.methods.sarjepa import _jsonable, target_spec
 
 DEFAULT_TARGETS = {
     "mae": ("pixel", {"norm_pix": True}),
@@ -83,8 +82,8 @@ class MaskedAutoencoder(PretrainMethod):
         decoder_heads: int = 16,
         mlp_ratio: float = 4.0,
     ) -> None:
-        from pretrain.models.pos_embed import sincos_2d
-        from pretrain.models.vit import Block
+        from sarjepa.pretrain.models.pos_embed import sincos_2d
+        from sarjepa.pretrain.models.vit import Block
 
         super().__init__(encoder)
         if encoder.pos_embed_type != "sincos" or encoder.cls_token is None:
@@ -144,7 +143,7 @@ class MaskedAutoencoder(PretrainMethod):
         Returns:
             ``(loss, stats)``: 0-d float32 MSE over the removed patches and ``{"loss": detached}``.
         """
-        from pretrain.masking import random_masking
+        from sarjepa.pretrain.masking import random_masking
 
         grid = self.encoder.grid_size
         p = self.encoder.patch_size
@@ -180,8 +179,8 @@ class MaskedAutoencoder(PretrainMethod):
 
 def build_masked_autoencoder(cfg, name: str) -> MaskedAutoencoder:
     """Build ``mae`` or ``fgmae`` from a pretraining config."""
-    from pretrain.methods import build_encoder
-    from pretrain.targets import build_target
+    from sarjepa.pretrain.methods import build_encoder
+    from sarjepa.pretrain.targets import build_target
 
     if int(cfg.PREDICTOR.DEPTH) < 1:
         raise SarjepaError(

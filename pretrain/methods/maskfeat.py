@@ -44,12 +44,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.methods.base import PretrainMethod, masked_mse
+from sarjepa.pretrain.methods.sarjepa import _jsonable, target_spec
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError
-from pretrain.methods.base import PretrainMethod, masked_mse
-from pretrain.methods.sarjepa import _jsonable, target_spec
 
 DEFAULT_TARGET = ("hog", {"nbins": 9, "cell": 8, "gaussian_window": 0})
 
@@ -125,7 +124,7 @@ class MaskFeat(PretrainMethod):
 
     def draw_masks(self, batch: int, grid_hw: tuple[int, int], generator) -> Tensor:
         """Block-wise masks (B, h*w) bool on the CPU, True = masked."""
-        from pretrain.masking import blockwise_masks
+        from sarjepa.pretrain.masking import blockwise_masks
 
         n, lo, hi = self.mask_sizes(grid_hw[0] * grid_hw[1])
         return blockwise_masks(
@@ -198,8 +197,8 @@ class MaskFeat(PretrainMethod):
 
 def build_maskfeat(cfg) -> MaskFeat:
     """Build MaskFeat from a pretraining config (``PREDICTOR.DEPTH`` must be 0)."""
-    from pretrain.methods import build_encoder
-    from pretrain.targets import build_target
+    from sarjepa.pretrain.methods import build_encoder
+    from sarjepa.pretrain.targets import build_target
 
     if int(cfg.PREDICTOR.DEPTH) != 0:
         raise SarjepaError(

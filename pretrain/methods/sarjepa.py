@@ -50,10 +50,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
 from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError
-from pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
 
 # method name -> (target name, default target options)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -132,7 +131,7 @@ class LocalWindowRegression(PretrainMethod):
         pred_heads: int = 16,
         pred_mlp_ratio: float = 4.0,
     ) -> None:
-        from pretrain.models import Block
+        from sarjepa.pretrain.models import Block
 
         super().__init__(encoder)
         self.name = name
@@ -169,7 +168,7 @@ class LocalWindowRegression(PretrainMethod):
         skip = 1 if getattr(self.encoder, "has_class_token", True) else 0
         key = (self.window_size, skip, str(device))
         if key not in self._rpe_cache:
-            from pretrain.models import irpe_bucket_ids
+            from sarjepa.pretrain.models import irpe_bucket_ids
 
             ids = irpe_bucket_ids(self.window_size, self.window_size, skip=skip)
             self._rpe_cache[key] = ids.to(device)
@@ -177,7 +176,7 @@ class LocalWindowRegression(PretrainMethod):
 
     def draw_windows(self, batch: int, grid_hw: tuple[int, int], generator):
         """Per-image windows: ``patch_index`` and ``mask`` (B, num_window, ws*ws) on the CPU."""
-        from pretrain.masking import local_windows
+        from sarjepa.pretrain.masking import local_windows
 
         return local_windows(
             batch,
@@ -295,8 +294,8 @@ def target_spec(cfg, default_target: str, default_options: Mapping[str, Any]):
 
 def build_local_window_method(cfg, method_name: str) -> LocalWindowRegression:
     """Build a registered SAR-JEPA-family method from a pretraining config."""
-    from pretrain.methods import build_encoder
-    from pretrain.targets import build_target
+    from sarjepa.pretrain.methods import build_encoder
+    from sarjepa.pretrain.targets import build_target
 
     default_target, default_options = VARIANTS[method_name]
     encoder = build_encoder(cfg)

@@ -1,8 +1,8 @@
 """Encoders: the 1-channel ViT with iRPE, fixed sin-cos or no position encoding."""
 
-from pretrain.models.irpe import ContextualKeyRPE, irpe_bucket_ids, piecewise_index
-from pretrain.models.pos_embed import sincos_2d
-from pretrain.models.vit import (
+from sarjepa.pretrain.models.irpe import ContextualKeyRPE, irpe_bucket_ids, piecewise_index
+from sarjepa.pretrain.models.pos_embed import sincos_2d
+from sarjepa.pretrain.models.vit import (
     Attention,
     Block,
     VisionTransformer,

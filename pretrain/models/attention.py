@@ -35,9 +35,8 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
+from sarjepa.benchmark.core.errors import unknown
 from torch import Tensor, nn
-
-from benchmark.core.errors import unknown
 
 ATTN_IMPLS = ("sdpa", "aligned", "triton", "math")
 ENV_VAR = "SARJEPA_ATTN"
@@ -153,7 +152,7 @@ def attend(
 def _triton(q: Tensor, k: Tensor, v: Tensor, rpe: nn.Module, bucket_ids: Tensor) -> Tensor | None:
     """The fused kernel's result, or None (after one warning) where it cannot run."""
     try:
-        from pretrain.models import irpe_triton
+        from sarjepa.pretrain.models import irpe_triton
     except ImportError as exc:  # the kernel module itself failed to import
         _warn_once("import", f"attention 'triton' unavailable ({exc}); using 'sdpa'")
         return None

@@ -62,9 +62,8 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from sarjepa.benchmark.core.errors import SarjepaError
 from torch import Tensor
-
-from benchmark.core.errors import SarjepaError
 
 ENV_CONFIG = "SARJEPA_IRPE_TRITON"
 DPB_MODES = ("atomic", "loop")
@@ -173,7 +172,7 @@ def triton_available(device: torch.device | str) -> tuple[bool, str]:
 
 def _kernels() -> ModuleType:
     """The kernels module, (re)imported so that its decoration matches ``TRITON_INTERPRET``."""
-    mod = importlib.import_module("pretrain.models._irpe_triton_kernels")
+    mod = importlib.import_module("sarjepa.pretrain.models._irpe_triton_kernels")
     if _interpreting() != mod.INTERPRETED:
         mod = importlib.reload(mod)
     return mod

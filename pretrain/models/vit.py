@@ -13,13 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from sarjepa.benchmark.core.errors import SarjepaError, unknown
+from sarjepa.pretrain.models.attention import attend, default_impl
+from sarjepa.pretrain.models.irpe import ContextualKeyRPE, cached_bucket_ids, square_bucket_ids
+from sarjepa.pretrain.models.pos_embed import cached_sincos_2d, sincos_2d
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from torch import Tensor, nn
-
-from benchmark.core.errors import SarjepaError, unknown
-from pretrain.models.attention import attend, default_impl
-from pretrain.models.irpe import ContextualKeyRPE, cached_bucket_ids, square_bucket_ids
-from pretrain.models.pos_embed import cached_sincos_2d, sincos_2d
 
 POS_EMBEDS = ("irpe", "sincos", "none")
 POOLS = ("cls", "mean")

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import inspect
 
-import pretrain.targets.gf  # noqa: F401  (registers gf, gf_gauss)
-import pretrain.targets.hog  # noqa: F401  (registers hog, sar_hog)
-import pretrain.targets.pixel  # noqa: F401  (registers pixel, lowpass)
-from benchmark.core.errors import SarjepaError, closest
-from pretrain.targets.base import TARGETS, Target, patchify, unpatchify
+import sarjepa.pretrain.targets.gf  # noqa: F401  (registers gf, gf_gauss)
+import sarjepa.pretrain.targets.hog  # noqa: F401  (registers hog, sar_hog)
+import sarjepa.pretrain.targets.pixel  # noqa: F401  (registers pixel, lowpass)
+from sarjepa.benchmark.core.errors import SarjepaError, closest
+from sarjepa.pretrain.targets.base import TARGETS, Target, patchify, unpatchify
 
 __all__ = ["TARGETS", "Target", "build_target", "target_options", "patchify", "unpatchify"]
 

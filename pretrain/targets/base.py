@@ -11,9 +11,8 @@ from __future__ import annotations
 import functools
 
 import torch
-
-from benchmark.core.errors import SarjepaError
-from benchmark.core.registry import Registry
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.registry import Registry
 
 TARGETS: Registry[type[Target]] = Registry("target")
 

@@ -25,9 +25,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-
-from benchmark.core.errors import SarjepaError
-from pretrain.targets.base import TARGETS, Target, exact
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.targets.base import TARGETS, Target, exact
 
 GF_OFFSET = 0.01
 DEFAULT_SCALES = (5, 9, 13, 17)

@@ -38,11 +38,10 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-from benchmark.core.errors import SarjepaError
-from pretrain.targets.base import TARGETS, Target, as_float, exact, patchify
-from pretrain.targets.gf import gf_log_ratios
-from pretrain.targets.pixel import normalize_patches
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.targets.base import TARGETS, Target, as_float, exact, patchify
+from sarjepa.pretrain.targets.gf import gf_log_ratios
+from sarjepa.pretrain.targets.pixel import normalize_patches
 
 # Votes of smaller gradient magnitude are dropped: on an exactly flat cell the gradients are
 # rounding noise (~1e-7 from conv2d or the summed-area table) that the L2 normalisation would

@@ -6,9 +6,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-from benchmark.core.errors import SarjepaError
-from pretrain.targets.base import TARGETS, Target, as_float, exact
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.targets.base import TARGETS, Target, as_float, exact
 
 NORM_PIX_EPS = 1e-6
 
