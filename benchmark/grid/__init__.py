@@ -36,10 +36,13 @@ from sarjepa.benchmark.grid.plan import (
     PROTOCOLS,
     Cell,
     GridSpec,
+    Plan,
+    cell_config,
     cell_opts,
     cell_state,
     dataset_config_file,
     parse_methods,
+    plan_grid,
     prepare_run_dir,
     trainer_config_file,
     validate,
@@ -48,7 +51,7 @@ from sarjepa.benchmark.grid.run import run_grid, write_outputs
 
 __all__ = [
     "CONFIG_ROOT", "DEFAULT_PROTOCOLS", "DEFAULT_SEEDS", "DEFAULT_SHOTS", "LOCK_NAME", "PROTOCOLS",
-    "Cell", "GridSpec", "cell_lock", "cell_opts", "cell_state", "dataset_config_file",
-    "parse_methods", "prepare_run_dir", "run_cell", "run_grid", "trainer_config_file", "validate",
-    "write_outputs",
+    "Cell", "GridSpec", "Plan", "cell_config", "cell_lock", "cell_opts", "cell_state",
+    "dataset_config_file", "parse_methods", "plan_grid", "prepare_run_dir", "run_cell", "run_grid",
+    "trainer_config_file", "validate", "write_outputs",
 ]  # fmt: skip

@@ -16,14 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sarjepa.benchmark.core.io import atomic_write_json
-from sarjepa.benchmark.grid.plan import (
-    Cell,
-    GridSpec,
-    cell_opts,
-    cell_state,
-    dataset_config_file,
-    trainer_config_file,
-)
+from sarjepa.benchmark.grid.plan import Cell, GridSpec, cell_config, cell_state
+from sarjepa.pretrain.checkpoint_ref import CheckpointRef
 
 LOCK_NAME = ".lock"  # in each cell folder; held (flock) by the process running the cell
 
@@ -79,13 +73,15 @@ def run_cell(
     device: str | None,
     progress: bool,
     seen: str = "",
+    checkpoint: dict | None = None,
 ) -> dict:
     """Run one cell in this process; returns ``{"state": ..., ...}``.
 
     States: ``"done"`` / ``"failed"`` (run here), ``"running"`` (its lock is held by process
     ``pid``), ``"done_elsewhere"`` / ``"failed_elsewhere"`` (its state changed from ``seen``,
-    what the caller listed, while it waited: another process ran it). Module-level and
-    argument-plain so that process pools and submitit can pickle it.
+    what the caller listed, while it waited: another process ran it). ``checkpoint`` is the
+    cell's :class:`~pretrain.checkpoint_ref.CheckpointRef` as a dict (None: resolved in the
+    cell). Module-level and argument-plain so that process pools and submitit can pickle it.
     """
     spec, cell, root = GridSpec(**spec_dict), Cell(**cell_dict), Path(run_dir)
     out = root / cell.rel_dir()
@@ -96,30 +92,27 @@ def run_cell(
         if seen and now != seen and now in ("done", "failed"):
             return {"state": f"{now}_elsewhere", "time": 0.0}
         _clear_cell(out)  # unfinished or retried: redo from scratch
-        return _run_locked_cell(spec, cell, root, device, progress)
+        ref = CheckpointRef(**checkpoint) if checkpoint else None
+        return _run_locked_cell(spec, cell, root, device, progress, ref)
 
 
 def _run_locked_cell(
-    spec: GridSpec, cell: Cell, root: Path, device: str | None, progress: bool
+    spec: GridSpec,
+    cell: Cell,
+    root: Path,
+    device: str | None,
+    progress: bool,
+    checkpoint: CheckpointRef | None,
 ) -> dict:
-    import sarjepa.benchmark.trainers  # noqa: F401  (registers trainer config keys)
     from sarjepa.benchmark.cell import run as run_training
-    from sarjepa.benchmark.config import load_cfg
 
     out = root / cell.rel_dir()
     t0 = time.time()
     try:
-        opts = cell_opts(spec, cell, root, device)
-        if not progress:
-            opts += ["RUN.PROGRESS", "False"]
-        cfg = load_cfg(
-            str(trainer_config_file(spec.trainer_config, cell.trainer)),
-            str(dataset_config_file(cell.dataset)),
-            opts,
-        )
+        cfg = cell_config(spec, cell, root, device, [] if progress else ["RUN.PROGRESS", "False"])
         # the cell's full log goes to its log.txt; the terminal shows the grid's progress bar
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-            result = run_training(cfg)
+            result = run_training(cfg, checkpoint=checkpoint)
         return {
             "state": "done",
             "accuracy": result["metrics"]["accuracy"],

@@ -1,6 +1,7 @@
 """Where a grid's cells run: worker processes on this machine (GPUs round-robin) or submitit
 (SLURM, or submitit's local executor). Each calls :func:`benchmark.grid.cells.run_cell` per cell
-and hands its result to ``record`` as it comes."""
+and hands its result to ``record`` as it comes. ``seen`` maps a cell to its state when listed,
+``ckpts`` to its resolved checkpoint (a dict, or None for a random init)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _worker_init(gpu_queue, threads: int) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
 
 
-def run_pool(todo, spec_dict, run_dir, jobs, device, record, seen) -> None:
+def run_pool(todo, spec_dict, run_dir, jobs, device, record, seen, ckpts) -> None:
     """Run ``todo`` in ``jobs`` spawned worker processes (GPUs assigned round-robin)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -45,7 +46,9 @@ def run_pool(todo, spec_dict, run_dir, jobs, device, record, seen) -> None:
         jobs, mp_context=ctx, initializer=_worker_init, initargs=(queue, threads)
     ) as pool:
         futures = {
-            pool.submit(run_cell, spec_dict, asdict(c), str(run_dir), device, False, seen[c]): c
+            pool.submit(
+                run_cell, spec_dict, asdict(c), str(run_dir), device, False, seen[c], ckpts[c]
+            ): c
             for c in todo
         }
         try:
@@ -57,7 +60,7 @@ def run_pool(todo, spec_dict, run_dir, jobs, device, record, seen) -> None:
             raise
 
 
-def run_submitit(todo, spec_dict, run_dir, executor, device, slurm, record, seen) -> None:
+def run_submitit(todo, spec_dict, run_dir, executor, device, slurm, record, seen, ckpts) -> None:
     """Run ``todo`` as a submitit job array (``executor`` ``"slurm"`` or ``"submitit-local"``)."""
     import submitit
 
@@ -83,6 +86,7 @@ def run_submitit(todo, spec_dict, run_dir, executor, device, slurm, record, seen
         [device] * len(todo),
         [False] * len(todo),
         [seen[c] for c in todo],
+        [ckpts[c] for c in todo],
     )
     for cell, job in zip(todo, jobs):
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.io import atomic_write_json
+from sarjepa.pretrain.checkpoint_ref import CheckpointRef
 
 PROTOCOLS = {
     "finetune": "MIM_finetune",
@@ -117,8 +118,27 @@ def trainer_config_file(trainer_config: str, trainer: str) -> Path:
     return path
 
 
+@dataclass
+class Plan:
+    """A checked grid: its cells in run order and each cell's checkpoint, resolved once.
+
+    Attributes:
+        cells: every cell of the grid.
+        checkpoints: per cell, its method's checkpoint under the ``MODEL.WEIGHTS_KEY`` its
+            config merges (None for a random init).
+    """
+
+    cells: list[Cell]
+    checkpoints: dict[Cell, CheckpointRef | None]
+
+
 def validate(spec: GridSpec) -> list[Cell]:
     """Check the whole grid before any cell starts; return its cells in run order."""
+    return plan_grid(spec).cells
+
+
+def plan_grid(spec: GridSpec) -> Plan:
+    """Check the whole grid before any cell starts (checkpoints included); see :class:`Plan`."""
     from sarjepa.benchmark.datasets import DATASET_REGISTRY
 
     if not spec.methods:
@@ -126,7 +146,6 @@ def validate(spec: GridSpec) -> list[Cell]:
     for name, weights in spec.methods.items():
         if weights.lower() != "none" and not Path(weights).is_file():
             raise SarjepaError(f"weights of method '{name}' not found: {weights}")
-    _check_weights(spec)
     for proto in spec.protocols:
         if proto not in PROTOCOLS:
             from sarjepa.benchmark.core.errors import unknown
@@ -148,22 +167,45 @@ def validate(spec: GridSpec) -> list[Cell]:
                 for k in spec.shots:
                     for s in spec.seeds:
                         cells.append(Cell(name, weights, d, int(k), int(s), proto))
-    return cells
+    return Plan(cells, _resolve_checkpoints(spec, cells))
 
 
-def _check_weights(spec: GridSpec) -> None:
-    """Refuse a truncated or foreign checkpoint before any cell (tensors memory-mapped, cheap)."""
-    from sarjepa.pretrain.weights import check_checkpoint
+def _resolve_checkpoints(spec: GridSpec, cells: list[Cell]) -> dict[Cell, CheckpointRef | None]:
+    """Each cell's checkpoint, checked once per (file, weights key) before any cell runs (the
+    tensors memory-mapped, not read); the key is ``MODEL.WEIGHTS_KEY`` of the cell's merged
+    config (trainer and dataset YAMLs, then the grid's overrides)."""
+    from sarjepa.pretrain.checkpoint_ref import resolve_checkpoint
 
-    opts = list(spec.overrides)
-    keys = [opts[i + 1] for i in range(0, len(opts) - 1, 2) if opts[i] == "MODEL.WEIGHTS_KEY"]
-    for name, weights in spec.methods.items():
-        if weights.lower() == "none":
+    keys: dict[tuple[str, str], str] = {}
+    refs: dict[tuple[str, str], CheckpointRef] = {}
+    out: dict[Cell, CheckpointRef | None] = {}
+    for cell in cells:
+        if cell.weights.lower() == "none":
+            out[cell] = None
             continue
-        try:
-            check_checkpoint(weights, keys[-1] if keys else "")
-        except SarjepaError as exc:
-            raise SarjepaError(f"method '{name}': {exc}") from None
+        where = (cell.dataset, cell.protocol)
+        if where not in keys:
+            keys[where] = str(cell_config(spec, cell, Path("."), None).MODEL.WEIGHTS_KEY)
+        key = (cell.weights, keys[where])
+        if key not in refs:
+            try:
+                refs[key] = resolve_checkpoint(*key)
+            except SarjepaError as exc:
+                raise SarjepaError(f"method '{cell.method}': {exc}") from None
+        out[cell] = refs[key]
+    return out
+
+
+def cell_config(spec: GridSpec, cell: Cell, run_dir: Path, device: str | None, extra=()):
+    """The frozen config ``cell`` runs with (:func:`cell_opts`, then ``extra`` overrides)."""
+    import sarjepa.benchmark.trainers  # noqa: F401  (registers the trainers' config keys)
+    from sarjepa.benchmark.config import load_cfg
+
+    return load_cfg(
+        str(trainer_config_file(spec.trainer_config, cell.trainer)),
+        str(dataset_config_file(cell.dataset)),
+        [*cell_opts(spec, cell, run_dir, device), *extra],
+    )
 
 
 def cell_state(run_dir: Path, cell: Cell) -> str:

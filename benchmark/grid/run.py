@@ -9,7 +9,7 @@ from pathlib import Path
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.grid.cells import run_cell
 from sarjepa.benchmark.grid.executors import run_pool, run_submitit
-from sarjepa.benchmark.grid.plan import Cell, GridSpec, cell_state, prepare_run_dir, validate
+from sarjepa.benchmark.grid.plan import Cell, GridSpec, cell_state, plan_grid, prepare_run_dir
 
 
 def run_grid(
@@ -36,7 +36,9 @@ def run_grid(
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
-    cells = validate(spec)
+    plan = plan_grid(spec)
+    cells = plan.cells
+    ckpts = {c: None if r is None else asdict(r) for c, r in plan.checkpoints.items()}
     prepare_run_dir(spec, run_dir, force)
     states = {c: cell_state(run_dir, c) for c in cells}
     todo = [c for c in cells if states[c] == "todo" or (retry_failed and states[c] == "failed")]
@@ -77,11 +79,16 @@ def run_grid(
     try:
         if executor == "local" and jobs <= 1:
             for c in todo:
-                record(c, run_cell(spec_dict, asdict(c), str(run_dir), device, False, states[c]))
+                res = run_cell(
+                    spec_dict, asdict(c), str(run_dir), device, False, states[c], ckpts[c]
+                )
+                record(c, res)
         elif executor == "local":
-            run_pool(todo, spec_dict, run_dir, jobs, device, record, states)
+            run_pool(todo, spec_dict, run_dir, jobs, device, record, states, ckpts)
         elif executor in ("slurm", "submitit-local"):
-            run_submitit(todo, spec_dict, run_dir, executor, device, slurm or {}, record, states)
+            run_submitit(
+                todo, spec_dict, run_dir, executor, device, slurm or {}, record, states, ckpts
+            )
         else:
             from sarjepa.benchmark.core.errors import unknown
 
