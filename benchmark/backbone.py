@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sarjepa.benchmark.core.errors import SarjepaError, unknown
+from sarjepa.pretrain.checkpoint_ref import CheckpointRef, resolve_checkpoint
 from sarjepa.pretrain.models import build_vit
 from sarjepa.pretrain.weights import LoadedEncoder, Log, arch_str, load_encoder
 
@@ -52,21 +53,42 @@ def backbone_overrides(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def encoder_from_cfg(cfg: Any, log: Log = print) -> LoadedEncoder:
+def checkpoint_from_cfg(cfg: Any) -> CheckpointRef | None:
+    """``MODEL.INIT_WEIGHTS`` (with ``MODEL.WEIGHTS_KEY``) resolved and checked once; None for a
+    random init (empty ``MODEL.INIT_WEIGHTS``).
+
+    Raises:
+        SarjepaError: the checkpoint is missing, unreadable or holds no encoder under the key.
+    """
+    if not cfg.MODEL.INIT_WEIGHTS:
+        return None
+    return resolve_checkpoint(cfg.MODEL.INIT_WEIGHTS, str(cfg.MODEL.get("WEIGHTS_KEY", "")))
+
+
+def encoder_from_cfg(
+    cfg: Any, log: Log = print, checkpoint: CheckpointRef | None = None
+) -> LoadedEncoder:
     """The benchmark backbone of a run config: ``MODEL.INIT_WEIGHTS`` or a random init.
 
-    Random init builds ``MODEL.BACKBONE.NAME`` at ``INPUT.SIZE`` with the explicit
-    ``MODEL.BACKBONE.*`` overrides (the from-scratch baseline); its weights come from the global
-    torch RNG, so seed first.
+    ``checkpoint`` is ``MODEL.INIT_WEIGHTS`` as resolved by the caller
+    (:func:`checkpoint_from_cfg`); None resolves it here. Random init builds
+    ``MODEL.BACKBONE.NAME`` at ``INPUT.SIZE`` with the explicit ``MODEL.BACKBONE.*`` overrides
+    (the from-scratch baseline); its weights come from the global torch RNG, so seed first.
     """
     overrides = backbone_overrides(cfg)
     size = tuple(int(s) for s in cfg.INPUT.SIZE)
     img_size: int | tuple[int, int] = size[0] if size[0] == size[1] else size
     if cfg.MODEL.INIT_WEIGHTS:
+        if checkpoint is None:
+            checkpoint = checkpoint_from_cfg(cfg)
+        elif checkpoint.path != str(cfg.MODEL.INIT_WEIGHTS):
+            raise SarjepaError(
+                f"checkpoint '{checkpoint.path}' was resolved for MODEL.INIT_WEIGHTS "
+                f"'{cfg.MODEL.INIT_WEIGHTS}'"
+            )
         return load_encoder(
-            cfg.MODEL.INIT_WEIGHTS,
+            checkpoint,
             overrides,
-            weights_key=str(cfg.MODEL.get("WEIGHTS_KEY", "")),
             name_hint=cfg.MODEL.BACKBONE.NAME,
             default_img_size=img_size,
             log=log,

@@ -35,6 +35,7 @@ import torch
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.io import atomic_write_json
 from sarjepa.benchmark.core.runtime import resolve_amp, resolve_device, seed_everything
+from sarjepa.pretrain.checkpoint_ref import CheckpointRef
 
 RESULT_FORMAT = "sarjepa-result/1"
 
@@ -143,8 +144,12 @@ def _dataset_name(cfg: Any) -> str:
         return str(cfg.DATASET.NAME)
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
     """Run one cell and return the ``result.json`` dict (see the module docstring).
+
+    ``checkpoint`` is ``MODEL.INIT_WEIGHTS`` as the caller resolved it
+    (:func:`~benchmark.backbone.checkpoint_from_cfg`); None resolves it here, before anything is
+    written.
 
     Raises:
         SarjepaError: bad input (nothing written when raised before training starts).
@@ -163,8 +168,10 @@ def run(cfg: Any) -> dict[str, Any]:
     trainer_cls = TRAINER_REGISTRY.get(str(cfg.TRAINER.NAME))
     if not cfg.OUTPUT_DIR:
         raise SarjepaError("OUTPUT_DIR is not set (--output-dir)")
-    if cfg.MODEL.INIT_WEIGHTS and not Path(cfg.MODEL.INIT_WEIGHTS).is_file():
-        raise SarjepaError(f"checkpoint '{cfg.MODEL.INIT_WEIGHTS}' does not exist")
+    if checkpoint is None:
+        from sarjepa.benchmark.backbone import checkpoint_from_cfg
+
+        checkpoint = checkpoint_from_cfg(cfg)
     if bool(cfg.TEST.NO_TEST):
         raise SarjepaError("TEST.NO_TEST True is not supported: a run ends with its test result")
     out = Path(cfg.OUTPUT_DIR)
@@ -186,7 +193,9 @@ def run(cfg: Any) -> dict[str, Any]:
             f"val, {len(dataset.test)} test, {dataset.num_classes} classes"
         )
         log(f"Device {device}, AMP {amp}")
-        trainer = trainer_cls(cfg, dataset, device=device, amp=amp, log=log, progress=progress)
+        trainer = trainer_cls(
+            cfg, dataset, device=device, amp=amp, log=log, progress=progress, checkpoint=checkpoint
+        )
 
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").unlink(missing_ok=True)

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.provenance import cached_file_sha256
+from sarjepa.pretrain.checkpoint_ref import CheckpointRef
 from sarjepa.pretrain.checkpoints import describe_load_error, read_sidecar
 from sarjepa.pretrain.models import VisionTransformer, build_vit
 from sarjepa.pretrain.weights_arch import (
@@ -383,7 +384,7 @@ def selected_weights(
 
 
 def load_encoder(
-    path: str | Path,
+    path: str | Path | CheckpointRef,
     overrides: Mapping[str, Any] | None = None,
     weights_key: str = "",
     name_hint: str = "",
@@ -393,7 +394,9 @@ def load_encoder(
     """Build an encoder for a checkpoint and load its weights (see the module docstring).
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or a :class:`~pretrain.checkpoint_ref.CheckpointRef` resolved
+            earlier: its weights key and sha256 are used (``weights_key`` is ignored) and the
+            file is not hashed again.
         overrides: arch keys that win over the metadata and the inference (e.g. from
             :func:`benchmark.backbone.backbone_overrides`); a value contradicting the tensors
             makes the load fail.
@@ -405,6 +408,10 @@ def load_encoder(
     Returns:
         The loaded encoder (CPU, eval mode) and its provenance.
     """
+    ref = path if isinstance(path, CheckpointRef) else None
+    if ref is not None:
+        ref.check_unchanged()
+        path, weights_key = ref.path, ref.weights_key
     path = str(path)
     meta = read_sidecar(path)
     fmt, sd, source, args = selected_weights(path, weights_key, meta)
@@ -442,7 +449,7 @@ def load_encoder(
         arch=model.arch_dict(),
         format=fmt,
         path=path,
-        sha256=cached_file_sha256(path),
+        sha256=ref.sha256 if ref is not None else cached_file_sha256(path),
         source=source,
         dropped=dropped,
         unexpected=unexpected,

@@ -131,7 +131,7 @@ def _arm(fault: str, at: str) -> None:
         real_run, pause = cell.run, float(os.environ.get("SARJEPA_FAULT_SLEEP", "0"))
         peers, first = int(os.environ.get("SARJEPA_FAULT_PEERS", "1")), [True]
 
-        def run(cfg):  # noqa: ANN001, ANN202
+        def run(cfg, **kw):  # noqa: ANN001, ANN003, ANN202
             with open(at, "a", encoding="utf-8") as f:
                 f.write(f"{os.getpid()} {cfg.OUTPUT_DIR}\n")
             if first[0]:  # a barrier: every peer process is inside its first cell
@@ -143,7 +143,7 @@ def _arm(fault: str, at: str) -> None:
                         break
                     time.sleep(0.05)
             time.sleep(pause)
-            return real_run(cfg)
+            return real_run(cfg, **kw)
 
         cell.run = run
     elif fault:

@@ -9,17 +9,15 @@ import math
 import pytest
 import torch
 from sarjepa.benchmark.cli import main
-from sarjepa.benchmark.grid_bench_options import GridBenchOptions
-from sarjepa.benchmark.speed import Settings
-from sarjepa.benchmark.speed.grid_bench import (
+from sarjepa.benchmark.speed.grid_bench import GridTimes, measure_grid, projection_row
+from sarjepa.benchmark.speed.options import GridBenchOptions
+from sarjepa.benchmark.speed.projection import (
     DatasetSize,
-    GridTimes,
     finetune_fit,
-    measure_grid,
     project_grid,
-    projection_row,
     scale_to_datasets,
 )
+from sarjepa.benchmark.speed.timing import Settings
 from sarjepa.pretrain.weights import load_encoder
 
 # a 2-block ViT of width 32 on 32 x 32 inputs (patch 8), 2 epochs: a cell takes a fraction of a s
@@ -189,8 +187,7 @@ def test_a_failing_stage_keeps_the_rows_measured_before_it(
 ):
     """A device run cut or broken during the fine-tune cells still records its linear grids, in
     the bench JSON while it runs and in the rows returned, followed by the error."""
-    from sarjepa.benchmark import speed
-    from sarjepa.benchmark.speed import grid_bench
+    from sarjepa.benchmark.speed import grid_bench, run
 
     real = grid_bench.timed_grid
 
@@ -202,7 +199,7 @@ def test_a_failing_stage_keeps_the_rows_measured_before_it(
     monkeypatch.setattr(grid_bench, "timed_grid", broken_finetune)
     s = tiny_settings(synth_tiny, tmp_path, shots=(10,), seeds=(0, 1), finetune_shots=(10,))
     seen = []
-    rows = speed.run_all(["grid"], s, lambda so_far: seen.append([r.what for r in so_far]))
+    rows = run.run_all(["grid"], s, lambda so_far: seen.append([r.what for r in so_far]))
     linear = ["grid linear MSTAR_SOC 1 cell", "grid linear MSTAR_SOC 1 shots x 2 seeds"]
     assert seen[0] == linear
     assert [r.what for r in rows] == seen[-1] == [*linear, "grid"]

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from sarjepa.benchmark import speed
 from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.speed import measure, run, timing
 from sarjepa.benchmark.speed.reference import (
     _explicit_attention,
     conv_gf_maps,
@@ -184,8 +184,8 @@ def test_to_patches_order_is_row_major_patches_channel_major_inside():
 def test_pretrain_config_is_the_bundled_recipe_with_fitting_windows():
     from sarjepa.pretrain.config import load_config
 
-    cfg = speed.sarjepa_cfg("tiny", 64)
-    recipe = load_config(speed.RECIPE)
+    cfg = measure.sarjepa_cfg("tiny", 64)
+    recipe = load_config(measure.RECIPE)
     assert cfg.MODEL.ARCH == "vit_tiny_patch16" and cfg.INPUT.SIZE == 64
     assert (cfg.MASK.WINDOW_SIZE, cfg.MASK.NUM_WINDOW) == (3, 4)  # 4 x 4 grid: 4 origins
     for key in ("METHOD", "TARGET", "PREDICTOR", "TRAIN"):
@@ -193,31 +193,32 @@ def test_pretrain_config_is_the_bundled_recipe_with_fitting_windows():
 
 
 def test_pretrain_row_without_yacs_is_a_one_line_skip(fresh_imports_without_optional_packages):
-    from sarjepa.benchmark import speed as fresh_speed
+    from sarjepa.benchmark.speed import measure as fresh_measure
+    from sarjepa.benchmark.speed import timing as fresh_timing
 
-    s = fresh_speed.Settings(arch="tiny", img_size=32, iters=1, warmup=0, pretrain_batch=2)
-    (row,) = fresh_speed.measure_pretrain(s)
+    s = fresh_timing.Settings(arch="tiny", img_size=32, iters=1, warmup=0, pretrain_batch=2)
+    (row,) = fresh_measure.measure_pretrain(s)
     assert row.ours.error.startswith("skipped:") and "yacs" in row.ours.error
     assert "\n" not in row.ours.error and row.ref is None
 
 
 def test_failures_are_reported_and_the_rest_continues(monkeypatch, capsys):
-    s = speed.Settings(device=torch.device("cpu"), iters=1, warmup=0)
+    s = timing.Settings(device=torch.device("cpu"), iters=1, warmup=0)
 
     def broken():
         raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB\nmore text")
 
-    t = speed.time_variant(broken, 4, s)
+    t = timing.time_variant(broken, 4, s)
     assert (
         t.img_s is None and t.error == "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"
     )
-    ok = speed.Timing(img_s=10.0, median_ms=100.0)
-    monkeypatch.setitem(speed.MEASURES, "eval", lambda s: 1 / 0)
-    monkeypatch.setitem(speed.MEASURES, "gf", lambda s: [speed.Result("gf b4", 4, ok, ok)])
-    rows = speed.run_all(["eval", "gf"], s)
+    ok = timing.Timing(img_s=10.0, median_ms=100.0)
+    monkeypatch.setitem(run.MEASURES, "eval", lambda s: 1 / 0)
+    monkeypatch.setitem(run.MEASURES, "gf", lambda s: [timing.Result("gf b4", 4, ok, ok)])
+    rows = run.run_all(["eval", "gf"], s)
     assert [r.what for r in rows] == ["eval", "gf b4"]
     assert "ZeroDivisionError" in rows[0].ours.error and rows[1].ratio == 1.0
-    from sarjepa.benchmark.commands.bench import markdown_table
+    from sarjepa.benchmark.speed.report import markdown_table
 
     table = markdown_table(rows).splitlines()
     assert table[2].startswith("| eval | error | - | - | - | ours: ZeroDivisionError")
@@ -239,7 +240,7 @@ def test_pretrain_reference_mode_computes_the_same_loss(one_thread):
     from sarjepa.benchmark.speed.reference import conv_gf_target, set_reference_attention
     from sarjepa.pretrain.methods import build_method
 
-    cfg = speed.sarjepa_cfg("tiny", 64)
+    cfg = measure.sarjepa_cfg("tiny", 64)
     cfg.merge_from_list(["MODEL.EMBED_DIM", 32, "MODEL.DEPTH", 1, "MODEL.NUM_HEADS", 2])
     cfg.merge_from_list(["PREDICTOR.EMBED_DIM", 32, "PREDICTOR.DEPTH", 1, "PREDICTOR.NUM_HEADS", 2])
     torch.manual_seed(0)
@@ -259,7 +260,7 @@ def test_pretrain_reference_mode_computes_the_same_loss(one_thread):
 @pytest.mark.slow
 def test_methods_row_times_every_bundled_recipe_and_records_the_command(tmp_path, capsys):
     from sarjepa.benchmark.cli import main
-    from sarjepa.benchmark.speed import method_recipes
+    from sarjepa.benchmark.speed.measure import method_recipes
 
     out = tmp_path / "m.json"
     argv = [

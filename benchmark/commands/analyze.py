@@ -84,7 +84,7 @@ def run_attention_distance(args: argparse.Namespace) -> int:
         uniform_distance,
         write_outputs,
     )
-    from sarjepa.benchmark.backbone import encoder_from_cfg
+    from sarjepa.benchmark.backbone import checkpoint_from_cfg, encoder_from_cfg
     from sarjepa.benchmark.commands.features import _expand
     from sarjepa.benchmark.config import load_cfg
     from sarjepa.benchmark.core.errors import SarjepaError
@@ -98,6 +98,7 @@ def run_attention_distance(args: argparse.Namespace) -> int:
         "INPUT.SIZE": (args.image_size, args.image_size),
     }
     cfg = load_cfg(opts=args.opts, overrides=overrides)
+    checkpoint = checkpoint_from_cfg(cfg)  # checked once, here
     device = resolve_device(args.device, "--device")
     files = _expand(args.images)
     if args.limit:
@@ -107,7 +108,7 @@ def run_attention_distance(args: argparse.Namespace) -> int:
         raise SarjepaError(f"--out '{args.out}' exists and is not a folder")
     if random_init and int(cfg.SEED) >= 0:
         seed_everything(int(cfg.SEED))
-    weights = encoder_from_cfg(cfg)
+    weights = encoder_from_cfg(cfg, checkpoint=checkpoint)
     encoder = weights.encoder
     patch = int(encoder.patch_size)
     if args.image_size % patch:

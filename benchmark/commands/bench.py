@@ -81,16 +81,16 @@ def register(subparsers) -> None:
     p.add_argument(
         "--threads", type=int, help="CPU threads for torch (default: torch's; 1 on a busy box)"
     )
-    from sarjepa.benchmark.grid_bench_options import add_arguments as add_grid_arguments
+    from sarjepa.benchmark.speed.options import add_arguments as add_grid_arguments
 
     add_grid_arguments(p)
     p.set_defaults(func=run)
 
 
 def settings_from_args(args: argparse.Namespace):
-    """Resolve device-dependent defaults and check the numbers; returns a ``speed.Settings``."""
+    """Resolve device-dependent defaults and check the numbers; returns ``Settings``."""
     from sarjepa.benchmark.core.runtime import resolve_device
-    from sarjepa.benchmark.speed import Settings
+    from sarjepa.benchmark.speed.timing import Settings
     from sarjepa.pretrain.models.attention import ATTN_IMPLS, check_impl, default_impl, parse_impls
 
     device = resolve_device(args.device, "--device")
@@ -120,14 +120,14 @@ def settings_from_args(args: argparse.Namespace):
         raise SarjepaError(f"--threads must be >= 1, got {args.threads}")
     if s.img_size % 16 or s.img_size < 32:
         raise SarjepaError(f"--img-size must be a multiple of 16 and >= 32, got {s.img_size}")
-    from sarjepa.benchmark.grid_bench_options import options_from_args
+    from sarjepa.benchmark.speed.options import options_from_args
 
     s.grid = options_from_args(args, device.type)
     return s
 
 
 def _backends(names: list[str] | None) -> tuple[str, ...] | None:
-    from sarjepa.benchmark.speed import SDPA_BACKENDS
+    from sarjepa.benchmark.speed.attention import SDPA_BACKENDS
 
     if names is None:
         return None
@@ -139,114 +139,10 @@ def _backends(names: list[str] | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
-def _rate(t) -> str:
-    if t is None or (t.img_s is None and not t.error):  # rows without a rate (grid)
-        return "-"
-    return "error" if t.error else f"{t.img_s:,.1f}"
-
-
-def _peak(r) -> str:
-    vals = [t.peak_mb for t in (r.ours, r.ref) if t is not None]
-    if all(v is None for v in vals):
-        return "-"
-    return " / ".join("-" if v is None else f"{v:,.0f}" for v in vals)
-
-
-def _notes(r) -> str:
-    notes = [f"{k}: {t.error}" for k, t in (("ours", r.ours), ("ref", r.ref)) if t and t.error]
-    return "; ".join(notes + ([r.note] if r.note else []))
-
-
-def markdown_table(rows) -> str:
-    """``what | ours img/s | reference img/s | ratio | peak MB (ours / ref) | note``."""
-    out = [
-        "| what | ours img/s | reference img/s | ratio | peak MB (ours / ref) | note |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        ratio = f"{r.ratio:.2f}x" if r.ratio else "-"
-        cells = [r.what, _rate(r.ours), _rate(r.ref), ratio, _peak(r), _notes(r)]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
-def report_dict(s, rows, checks: dict, command: str = "") -> dict:
-    """Everything measured plus the environment, as plain JSON types."""
-    import datetime
-    import platform
-
-    import torch
-
-    dev = s.device
-    if dev.type == "cuda":
-        name = torch.cuda.get_device_name(dev)
-    else:
-        name = platform.processor() or platform.machine() or "cpu"
-    return {
-        "format": "sarjepa-bench/1",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "versions": _versions(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "device": str(dev),
-        "device_name": name,
-        "cpu_threads": torch.get_num_threads(),
-        "tf32": {
-            "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-            "cudnn": bool(torch.backends.cudnn.allow_tf32),
-        },
-        "settings": {
-            "arch": s.arch,
-            "img_size": s.img_size,
-            "warmup": s.warmup,
-            "iters": s.iters,
-            "train_batch": s.train_batch,
-            "eval_batches": list(s.eval_batches),
-            "pretrain_batch": s.pretrain_batch,
-            "gf_batch": s.gf_batch,
-            "compile": s.compile,
-            "ours": f"{'bf16 autocast' if s.amp else 'fp32'}, attention '{s.attn}' (iRPE), "
-            "fused AdamW on CUDA, GF integral images",
-            "attention": s.attn,
-            "attention_variants": list(s.attn_variants),
-            "reference": "fp32, explicit softmax attention + indexed iRPE, GF conv2d",
-        },  # fmt: skip
-        "checks": checks,
-        "results": [
-            {
-                "what": r.what,
-                "batch": r.batch,
-                "ratio": r.ratio,
-                "note": r.note,
-                "ours": None if r.ours is None else dict(r.ours.__dict__),
-                "reference": None if r.ref is None else dict(r.ref.__dict__),
-                **r.extra,
-            }
-            for r in rows
-        ],  # fmt: skip
-    }
-
-
 def _command(args: argparse.Namespace) -> str:
     import shlex
 
     return "sarjepa " + shlex.join(getattr(args, "argv", None) or ["bench"])
-
-
-def _versions() -> dict:
-    """Versions of what the numbers depend on (missing packages are left out)."""
-    import contextlib
-    import platform
-    from importlib import metadata
-
-    from sarjepa.benchmark.core.provenance import code_version
-
-    out = {"python": platform.python_version(), "sarjepa": code_version()}
-    for pkg in ("torch", "timm", "numpy", "triton"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -258,29 +154,19 @@ def _write_json(path: str, data: dict) -> None:
     atomic_write_json(data, path)
 
 
-def _line(r) -> str:
-    if r.ref is None and r.ours.img_s is None and not r.ours.error:  # no rate (grid): its note
-        return f"  {r.what}: {r.note}"
-    msg = f"  {r.what}: ours {_rate(r.ours)} img/s"
-    if r.ref is not None:
-        msg += f", reference {_rate(r.ref)} img/s"
-    if r.ratio:
-        msg += f" ({r.ratio:.2f}x)"
-    notes = _notes(r)
-    return msg + (f"  [{notes}]" if notes else "")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the selected measurements; 0 if all ran (or were skipped), 1 if any failed."""
     import torch
-    from sarjepa.benchmark import speed
+    from sarjepa.benchmark.speed import attention, report
+    from sarjepa.benchmark.speed.run import run_all
 
     s = settings_from_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [n for n in CHOICES if n in (args.only or DEFAULT_CHOICES)]
     if args.json:
-        _write_json(args.json, report_dict(s, [], {}, _command(args)))  # fail early on a bad path
+        # fail early on a bad path
+        _write_json(args.json, report.report_dict(s, [], {}, _command(args)))
     amp = "bf16 autocast" if s.amp else "fp32"
     where = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else "cpu"
     print(
@@ -292,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     )
     checks: dict = {}
     try:
-        checks["attention_fp32"] = c = speed.attention_check(s)
+        checks["attention_fp32"] = c = attention.attention_check(s)
         print(
             f"  check: fp32 forward ours vs reference (2 blocks, random iRPE tables): max abs "
             f"diff {c['max_abs_diff']:.1e} of max |feature| {c['max_abs_value']:.2f}",
@@ -306,14 +192,14 @@ def run(args: argparse.Namespace) -> int:
     def on_rows(rows):
         nonlocal shown
         for r in rows[shown:]:
-            print(_line(r), flush=True)
+            print(report.progress_line(r), flush=True)
         shown = len(rows)
         if args.json:
-            _write_json(args.json, report_dict(s, rows, checks, _command(args)))
+            _write_json(args.json, report.report_dict(s, rows, checks, _command(args)))
 
-    rows = speed.run_all(names, s, on_rows)
+    rows = run_all(names, s, on_rows)
     print()
-    print(markdown_table(rows))
+    print(report.markdown_table(rows))
     failed = any(
         t is not None and t.error and not t.error.startswith("skipped")
         for r in rows

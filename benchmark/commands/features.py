@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
-    from sarjepa.benchmark.backbone import encoder_from_cfg
+    from sarjepa.benchmark.backbone import checkpoint_from_cfg, encoder_from_cfg
     from sarjepa.benchmark.cell import device_and_amp
     from sarjepa.benchmark.config import load_cfg
     from sarjepa.benchmark.core.errors import SarjepaError, check_trailing_opts
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["MODEL.POOL"] = args.pool
     check_trailing_opts(args.opts)
     cfg = load_cfg(opts=args.opts, overrides=overrides)
+    checkpoint = checkpoint_from_cfg(cfg)  # checked once, here
     files = _expand(args.images)
     out = Path(args.out)
     if out.suffix != ".npz":
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         from sarjepa.benchmark.core.runtime import seed_everything
 
         seed_everything(int(cfg.SEED))  # the random weights of a grid cell with this seed
-    weights = encoder_from_cfg(cfg)
+    weights = encoder_from_cfg(cfg, checkpoint=checkpoint)
     backbone = Backbone(weights.encoder).to(device)
     feats = extract(
         backbone,

@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sarjepa.benchmark.trainers  # noqa: F401 - registers the trainers' config keys
+    from sarjepa.benchmark.backbone import checkpoint_from_cfg
     from sarjepa.benchmark.cell import run as run_cell
     from sarjepa.benchmark.config import load_cfg
     from sarjepa.benchmark.core.errors import check_trailing_opts
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["RUN.STRICT_SHOTS"] = True
     check_trailing_opts(args.opts)
     cfg = load_cfg(args.config_file, args.dataset_config_file, args.opts, overrides)
-    result = run_cell(cfg)
+    result = run_cell(cfg, checkpoint=checkpoint_from_cfg(cfg))  # checked once, here
     m = result["metrics"]
     print(
         f"{result['dataset']} {result['trainer']} {result['method']} K={result['shots']} "

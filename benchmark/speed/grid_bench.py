@@ -18,9 +18,10 @@ dataset (``--grid-dataset``) it measures:
 
 Wall times are of the grid call and its tables / plot in this process; the ``sarjepa`` process
 start (imports, a few seconds) is in neither, which makes the 1-cell time smaller and the ratio
-larger than for two ``sarjepa grid`` commands. Then :func:`project_grid` projects the paper's grid
-(:data:`PAPER_METHODS` methods x 3 datasets x shots x seeds x 2 protocols = 900 cells) in device
-hours from these inputs; how the other datasets are scaled is in :func:`scale_to_datasets`.
+larger than for two ``sarjepa grid`` commands. Then :mod:`benchmark.speed.projection` projects
+the paper's grid (:data:`PAPER_METHODS` methods x 3 datasets x shots x seeds x 2 protocols = 900
+cells) in device hours from these inputs, scaling the other datasets as
+:func:`~benchmark.speed.projection.scale_to_datasets` says.
 Every input and the scaling are in each row's ``extra`` (``--json``) and in the printed note.
 """
 
@@ -32,114 +33,25 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sarjepa.benchmark.core.errors import SarjepaError
-from sarjepa.benchmark.grid_bench_options import PAPER_DATASETS, GridBenchOptions, default_options
-from sarjepa.benchmark.speed import Result, Settings, Timing, one_line
+from sarjepa.benchmark.speed.options import PAPER_DATASETS, GridBenchOptions, default_options
+from sarjepa.benchmark.speed.projection import (
+    PAPER_METHODS,
+    PROTOCOLS,
+    TARGET_HOURS,
+    TARGET_RATIO,
+    DatasetSize,
+    finetune_fit,
+    project_grid,
+    scale_to_datasets,
+)
+from sarjepa.benchmark.speed.timing import Result, Settings, Timing, one_line
 
-PAPER_METHODS = 10
-PROTOCOLS = ("finetune", "linear")  # the paper's two protocols per method and dataset
-TARGET_RATIO = 1.5  # issue 11: a linear grid of 3 shots x 5 seeds costs <= 1.5x one cell
-TARGET_HOURS = 1.0  # issue 11: the 900-cell grid in <= 1 GPU-hour
 CHECKPOINT_SEED = 0
-
-
-# --------------------------------------------------------------------------- projection
-@dataclass(frozen=True)
-class DatasetSize:
-    """What scales a dataset's cells: classes, test images, all images (train pool + test)."""
-
-    classes: int
-    test: int
-    chips: int
-
-
-def finetune_fit(seconds: Mapping[int, float]) -> tuple[float, float]:
-    """``(a, b)`` of ``t(k) = a + b k`` through the timed cells (seconds per cell at ``k`` shots).
-
-    Two or more shots: least squares (the line through two points), the slope kept >= 0. One
-    shot: the time is taken as proportional to ``k`` (``a = 0``), which overstates larger ``k``.
-    """
-    ks = sorted(seconds)
-    if len(ks) == 1:
-        return 0.0, seconds[ks[0]] / ks[0]
-    mk = sum(ks) / len(ks)
-    mt = sum(seconds[k] for k in ks) / len(ks)
-    b = sum((k - mk) * (seconds[k] - mt) for k in ks) / sum((k - mk) ** 2 for k in ks)
-    b = max(b, 0.0)
-    return mt - b * mk, b
-
-
-def scale_to_datasets(
-    measured: str,
-    sizes: Mapping[str, DatasetSize],
-    linear_grid_s: float,
-    fit: tuple[float, float],
-    shots: Sequence[int],
-) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
-    """Per dataset: its linear grid's seconds and a fine-tune cell's seconds per shot count.
-
-    The linear grid (feature extraction of the images the cells touch, then a head per cell)
-    scales with the dataset's chip count: ``L_d = L_m chips_d / chips_m``. A fine-tune cell
-    ``t_m(k) = a + b k`` (:func:`finetune_fit` on the measured dataset ``m``) splits into a part
-    that does not grow with the shots (loading, evaluating the test set), scaled by the test
-    set's size, and the training part, ``k`` images per class each epoch, scaled by the number
-    of classes: ``t_d(k) = a test_d / test_m + b k classes_d / classes_m``.
-    """
-    m = sizes[measured]
-    a, b = fit
-    linear = {d: linear_grid_s * s.chips / m.chips for d, s in sizes.items()}
-    finetune = {
-        d: {int(k): a * s.test / m.test + b * k * s.classes / m.classes for k in shots}
-        for d, s in sizes.items()
-    }
-    return linear, finetune
-
-
-def project_grid(
-    linear_grid_s: Mapping[str, float],
-    finetune_cell_s: Mapping[str, Mapping[int, float]],
-    seeds: int,
-    methods: int = PAPER_METHODS,
-    finetune_speedup: float = 1.0,
-) -> dict[str, float]:
-    """Device hours of a grid of ``methods`` x datasets x shots x ``seeds`` x 2 protocols.
-
-    Per method and dataset: one linear grid (all its shots x seeds, one process: seconds
-    ``linear_grid_s[d]``) plus ``seeds`` fine-tune cells per shot count (seconds
-    ``finetune_cell_s[d][k]`` each), the fine-tune part divided by ``finetune_speedup`` (several
-    cells per device at once). Pure arithmetic.
-
-    Returns:
-        ``cells``, ``seconds_per_method``, ``linear_s`` and ``finetune_s`` (per method),
-        ``seconds``, ``hours`` and ``cells_per_hour``.
-    """
-    if finetune_speedup <= 0 or seeds < 1 or methods < 1:
-        raise SarjepaError(
-            f"projection needs speed-up > 0, seeds >= 1, methods >= 1; got {finetune_speedup}, "
-            f"{seeds}, {methods}"
-        )
-    lin = sum(linear_grid_s.values())
-    ft = sum(seeds * t for per_shot in finetune_cell_s.values() for t in per_shot.values())
-    ft /= finetune_speedup
-    shots = {len(per_shot) for per_shot in finetune_cell_s.values()}
-    cells = methods * len(finetune_cell_s) * max(shots, default=0) * seeds * len(PROTOCOLS)
-    total = methods * (lin + ft)
-    return {
-        "cells": cells,
-        "linear_s": lin,
-        "finetune_s": ft,
-        "seconds_per_method": lin + ft,
-        "seconds": total,
-        "hours": total / 3600,
-        "cells_per_hour": cells / (total / 3600) if total > 0 else 0.0,
-    }
-
-
-# --------------------------------------------------------------------------- measurement
 METHOD = "seeded_init"  # the grid's method label for the checkpoint written here
 
 

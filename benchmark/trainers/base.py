@@ -26,6 +26,7 @@ from sarjepa.benchmark.core.runtime import autocast, iterate
 from sarjepa.benchmark.evaluator import Classification
 from sarjepa.benchmark.features import Backbone, ImageDataset
 from sarjepa.benchmark.trainers.optim import build_optimizer, lr_per_epoch, set_lr
+from sarjepa.pretrain.checkpoint_ref import CheckpointRef
 from sarjepa.pretrain.weights import LoadedEncoder
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
@@ -83,6 +84,7 @@ class TrainerBase:
         amp: ``"bf16"`` (autocast) or ``"off"``.
         log: printer for Dassl's log lines.
         progress: show a tqdm bar (stderr) over all training iterations.
+        checkpoint: ``MODEL.INIT_WEIGHTS`` as resolved by the caller (None: resolved here).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class TrainerBase:
         amp: str = "off",
         log: Callable[[str], None] = print,
         progress: bool = False,
+        checkpoint: CheckpointRef | None = None,
     ) -> None:
         from sarjepa.dassl_patches.transforms import build_transform, preprocessing_dict
 
@@ -112,7 +115,7 @@ class TrainerBase:
         self.tfm_test = build_transform(cfg, is_train=False)
         # no random augmentation: every epoch sees the same tensors, which can be decoded once
         self.deterministic_train = preprocessing_dict(cfg, True) == preprocessing_dict(cfg, False)
-        self.weights: LoadedEncoder = encoder_from_cfg(cfg, log=log)
+        self.weights: LoadedEncoder = encoder_from_cfg(cfg, log=log, checkpoint=checkpoint)
         self.backbone = Backbone(self.weights.encoder)
         self.build_model()
         self.model.to(device)

@@ -1,7 +1,7 @@
 """Options of ``sarjepa bench --only grid`` (:mod:`benchmark.speed.grid_bench`).
 
-Kept apart from :mod:`benchmark.speed` so that building the CLI parser (``--grid-*`` flags of
-``sarjepa bench``) imports no torch.
+Imports no torch, so that building the CLI parser (``--grid-*`` flags of ``sarjepa bench``) stays
+light.
 """
 
 from __future__ import annotations
