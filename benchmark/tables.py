@@ -27,16 +27,14 @@ no timestamps).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.io import atomic_write_text
 
@@ -60,6 +58,30 @@ RUN_FIELDS = [
     "source",
     "path",
     "num_classes",
+]
+SUMMARY_FIELDS = [
+    "method",
+    "dataset",
+    "protocol",
+    "shots",
+    "n",
+    "seeds",
+    "accuracy_mean",
+    "accuracy_std",
+    "accuracy_ci95",
+    "macro_f1_mean",
+    "macro_f1_std",
+]
+COMPARISON_FIELDS = [
+    "method",
+    "reference",
+    "dataset",
+    "protocol",
+    "shots",
+    "n_pairs",
+    "diff_mean",
+    "diff_std",
+    "p_value",
 ]
 _CELL_DIR = re.compile(r"^(?P<method>.+)_(?P<shots>\d+)shots$")
 _SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
@@ -198,10 +220,15 @@ def collect_runs(run_dir: str | Path) -> tuple[list[Run], list[str]]:
     return runs, warnings
 
 
-def _fmt(x: float | None, nd: int = 4) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    return f"{x:.{nd}f}"
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """The runs as a frame with one row per cell and the :data:`RUN_FIELDS` columns."""
+    df = pd.DataFrame([asdict(r) for r in runs], columns=RUN_FIELDS)
+    return df.astype({"accuracy": float, "macro_f1": float, "wall_time_s": float})
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, object]]:
+    """Rows as plain Python dicts, ``None`` where a value is missing."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 def chance_levels(runs: list[Run]) -> dict[str, float]:
@@ -209,32 +236,58 @@ def chance_levels(runs: list[Run]) -> dict[str, float]:
     return {r.dataset: 100.0 / r.num_classes for r in runs if r.num_classes}
 
 
+def _summary_frame(runs: list[Run]) -> pd.DataFrame:
+    g = runs_frame(runs).groupby(["method", "dataset", "protocol", "shots"])
+    out = pd.DataFrame(
+        {
+            "n": g.size(),
+            "seeds": g["seed"].agg(lambda s: " ".join(str(x) for x in sorted(set(s)))),
+            "accuracy_mean": g["accuracy"].mean(),
+            "accuracy_std": g["accuracy"].std(ddof=0),
+            "macro_f1_mean": g["macro_f1"].mean(),
+            "macro_f1_std": g["macro_f1"].std(ddof=0),
+        }
+    ).reset_index()
+    out["accuracy_ci95"] = 1.96 * out["accuracy_std"] / np.sqrt(out["n"])
+    return out[SUMMARY_FIELDS]
+
+
 def summarise(runs: list[Run]) -> list[dict[str, object]]:
     """Mean, std (ddof=0), ci95 and n of accuracy and macro-F1 per method/dataset/protocol/shots."""
-    groups: dict[tuple[str, str, str, int], list[Run]] = {}
-    for r in runs:
-        groups.setdefault((r.method, r.dataset, r.protocol, r.shots), []).append(r)
-    rows = []
-    for (method, dataset, protocol, shots), rs in sorted(groups.items()):
-        acc = np.array([r.accuracy for r in rs], dtype=np.float64)
-        f1 = np.array([r.macro_f1 for r in rs if r.macro_f1 is not None], dtype=np.float64)
-        std = float(np.std(acc))
-        rows.append(
-            {
-                "method": method,
-                "dataset": dataset,
-                "protocol": protocol,
-                "shots": shots,
-                "n": len(rs),
-                "seeds": " ".join(str(s) for s in sorted({r.seed for r in rs})),
-                "accuracy_mean": float(np.mean(acc)),
-                "accuracy_std": std,
-                "accuracy_ci95": 1.96 * std / math.sqrt(len(acc)),
-                "macro_f1_mean": float(np.mean(f1)) if len(f1) else None,
-                "macro_f1_std": float(np.std(f1)) if len(f1) else None,
-            }
+    return _records(_summary_frame(runs))
+
+
+def _compare_frame(runs: list[Run], reference: str) -> pd.DataFrame:
+    from scipy import stats
+
+    df = runs_frame(runs)
+    if reference not in set(df["method"]):
+        raise SarjepaError(
+            f"reference method '{reference}' has no runs; methods: "
+            f"{', '.join(sorted(set(df['method'])))}"
         )
-    return rows
+    keys = ["dataset", "protocol", "shots", "seed"]
+    # one accuracy per (method, cell, seed): the last path wins, as the runs are sorted by path
+    df = df.drop_duplicates(["method", *keys], keep="last")
+    ref = df.loc[df["method"] == reference, [*keys, "accuracy"]]
+    pairs = df[df["method"] != reference].merge(ref, on=keys, suffixes=("", "_ref"))
+    if pairs.empty:
+        return pd.DataFrame(columns=COMPARISON_FIELDS)
+    pairs["diff"] = pairs["accuracy"] - pairs["accuracy_ref"]
+
+    def paired(g: pd.DataFrame) -> pd.Series:
+        diff = g["diff"].to_numpy()
+        p = np.nan
+        if len(diff) >= 2 and np.ptp(diff) > 0:
+            p = float(stats.ttest_rel(g["accuracy"], g["accuracy_ref"]).pvalue)
+        return pd.Series(
+            {"n_pairs": len(diff), "diff_mean": diff.mean(), "diff_std": diff.std(), "p_value": p}
+        )
+
+    by = ["method", "dataset", "protocol", "shots"]
+    out = pairs.sort_values([*by, "seed"]).groupby(by).apply(paired, include_groups=False)
+    out = out.reset_index().assign(reference=reference)
+    return out.astype({"n_pairs": int})[COMPARISON_FIELDS]
 
 
 def compare(runs: list[Run], reference: str) -> list[dict[str, object]]:
@@ -244,109 +297,65 @@ def compare(runs: list[Run], reference: str) -> list[dict[str, object]]:
     are taken seed by seed over the seeds both have; ``p_value`` is the two-sided paired t-test
     (scipy ``ttest_rel``), empty when fewer than two pairs or all differences are equal.
     """
-    from scipy import stats
+    return _records(_compare_frame(runs, reference))
 
-    methods = {r.method for r in runs}
-    if reference not in methods:
-        raise SarjepaError(
-            f"reference method '{reference}' has no runs; methods: {', '.join(sorted(methods))}"
-        )
-    by_key: dict[tuple[str, str, str, int, int], float] = {
-        (r.method, r.dataset, r.protocol, r.shots, r.seed): r.accuracy for r in runs
-    }
-    rows = []
-    cells = sorted(
-        {(r.method, r.dataset, r.protocol, r.shots) for r in runs if r.method != reference}
+
+def _csv_text(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+
+
+def _pivot(summary: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Methods x (dataset, shots) frames of mean and std for one protocol (NaN: no runs)."""
+    sub = summary[summary["protocol"] == protocol]
+    mean, std = (
+        sub.pivot(index="method", columns=["dataset", "shots"], values=v)
+        .sort_index()
+        .sort_index(axis=1)
+        for v in ("accuracy_mean", "accuracy_std")
     )
-    for method, dataset, protocol, shots in cells:
-        seeds = sorted(
-            s
-            for (m, d, p, k, s) in by_key
-            if (m, d, p, k) == (method, dataset, protocol, shots)
-            and (reference, d, p, k, s) in by_key
-        )
-        if not seeds:
-            continue
-        a = np.array([by_key[(method, dataset, protocol, shots, s)] for s in seeds])
-        b = np.array([by_key[(reference, dataset, protocol, shots, s)] for s in seeds])
-        diff = a - b
-        p_value = None
-        if len(seeds) >= 2 and np.ptp(diff) > 0:
-            p_value = float(stats.ttest_rel(a, b).pvalue)
-        rows.append(
-            {
-                "method": method,
-                "reference": reference,
-                "dataset": dataset,
-                "protocol": protocol,
-                "shots": shots,
-                "n_pairs": len(seeds),
-                "diff_mean": float(np.mean(diff)),
-                "diff_std": float(np.std(diff)),
-                "p_value": p_value,
-            }
-        )
-    return rows
+    return mean, std
 
 
-def _csv_text(rows: list[dict[str, object]], fields: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {k: _fmt(v) if isinstance(v, float) or v is None else v for k, v in row.items()}
-        )
-    return buf.getvalue()
+def _paper_cells(summary: pd.DataFrame, protocol: str, pm: str, bold: str, empty: str):
+    """``(columns, {method: [cell text]})``: ``mean pm std`` (1 decimal), best mean per column
+    wrapped by the ``bold`` format, ``empty`` where a method has no runs."""
+    mean, std = _pivot(summary, protocol)
+    best = mean.max()
+    rows = {}
+    for m in mean.index:
+        rows[m] = [
+            empty
+            if np.isnan(mean.at[m, c])
+            else (bold if mean.at[m, c] == best[c] else "{}").format(
+                f"{mean.at[m, c]:.1f} {pm} {std.at[m, c]:.1f}"
+            )
+            for c in mean.columns
+        ]
+    return list(mean.columns), rows
 
 
-def _pivot(summary: list[dict[str, object]], protocol: str):
-    rows = [s for s in summary if s["protocol"] == protocol]
-    columns = sorted({(str(s["dataset"]), int(s["shots"])) for s in rows})
-    methods = sorted({str(s["method"]) for s in rows})
-    cell = {(s["method"], s["dataset"], s["shots"]): s for s in rows}
-    best = {}
-    for col in columns:
-        means = [float(cell[(m, *col)]["accuracy_mean"]) for m in methods if (m, *col) in cell]
-        best[col] = max(means) if means else None
-    return columns, methods, cell, best
-
-
-def markdown_table(
-    summary: list[dict[str, object]], comparison: list[dict[str, object]] | None = None
-) -> str:
+def markdown_table(summary: pd.DataFrame, comparison: pd.DataFrame | None = None) -> str:
     """Paper-style Markdown: one table per protocol, ``mean ± std`` (accuracy, %), best in bold."""
     out = []
-    for protocol in sorted({str(s["protocol"]) for s in summary}):
-        columns, methods, cell, best = _pivot(summary, protocol)
+    for protocol in sorted(set(summary["protocol"])):
+        columns, rows = _paper_cells(summary, protocol, "±", "**{}**", "–")
         out.append(f"### {protocol} (accuracy %, mean ± std over seeds)\n")
         out.append("| method | " + " | ".join(f"{d} {k}-shot" for d, k in columns) + " |")
         out.append("|---|" + "---|" * len(columns))
-        for m in methods:
-            vals = []
-            for col in columns:
-                s = cell.get((m, *col))
-                if s is None:
-                    vals.append("–")
-                    continue
-                txt = f"{float(s['accuracy_mean']):.1f} ± {float(s['accuracy_std']):.1f}"
-                if best[col] is not None and float(s["accuracy_mean"]) == best[col]:
-                    txt = f"**{txt}**"
-                vals.append(txt)
-            out.append(f"| {m} | " + " | ".join(vals) + " |")
+        out += [f"| {m} | " + " | ".join(vals) + " |" for m, vals in rows.items()]
         out.append("")
-    for ref in dict.fromkeys(str(c["reference"]) for c in comparison or []):
+    comparison = comparison if comparison is not None else pd.DataFrame(columns=COMPARISON_FIELDS)
+    for ref, rows in comparison.groupby("reference", sort=False):
         out.append(f"### paired comparison against {ref} (accuracy difference, points)\n")
         out.append(
             "| method | dataset | protocol | shots | pairs | diff mean ± std | p (paired t) |"
         )
         out.append("|---|---|---|---|---|---|---|")
-        for c in (c for c in comparison or [] if c["reference"] == ref):
-            p = "–" if c["p_value"] is None else f"{float(c['p_value']):.3g}"
+        for c in rows.itertuples():
+            p = "–" if np.isnan(c.p_value) else f"{c.p_value:.3g}"
             out.append(
-                f"| {c['method']} | {c['dataset']} | {c['protocol']} | {c['shots']} | "
-                f"{c['n_pairs']} | {float(c['diff_mean']):+.1f} ± {float(c['diff_std']):.1f} "
-                f"| {p} |"
+                f"| {c.method} | {c.dataset} | {c.protocol} | {c.shots} | {c.n_pairs} | "
+                f"{c.diff_mean:+.1f} ± {c.diff_std:.1f} | {p} |"
             )
         out.append("")
     return "\n".join(out)
@@ -356,11 +365,11 @@ def _tex_escape(s: str) -> str:
     return re.sub(r"([_%&#$])", r"\\\1", s)
 
 
-def latex_table(summary: list[dict[str, object]]) -> str:
+def latex_table(summary: pd.DataFrame) -> str:
     """LaTeX (booktabs) tables, one per protocol, ``mean $\\pm$ std``, best in bold."""
     out = []
-    for protocol in sorted({str(s["protocol"]) for s in summary}):
-        columns, methods, cell, best = _pivot(summary, protocol)
+    for protocol in sorted(set(summary["protocol"])):
+        columns, rows = _paper_cells(summary, protocol, "$\\pm$", "\\textbf{{{}}}", "--")
         out.append("\\begin{table}[t]\n\\centering")
         out.append(
             f"\\caption{{Few-shot accuracy (\\%), {_tex_escape(protocol)}, "
@@ -371,50 +380,9 @@ def latex_table(summary: list[dict[str, object]]) -> str:
             "Method & " + " & ".join(f"{_tex_escape(d)} {k}-shot" for d, k in columns) + " \\\\"
         )
         out.append("\\midrule")
-        for m in methods:
-            vals = []
-            for col in columns:
-                s = cell.get((m, *col))
-                if s is None:
-                    vals.append("--")
-                    continue
-                txt = f"{float(s['accuracy_mean']):.1f} $\\pm$ {float(s['accuracy_std']):.1f}"
-                if float(s["accuracy_mean"]) == best[col]:
-                    txt = f"\\textbf{{{txt}}}"
-                vals.append(txt)
-            out.append(f"{_tex_escape(m)} & " + " & ".join(vals) + " \\\\")
+        out += [f"{_tex_escape(m)} & " + " & ".join(v) + " \\\\" for m, v in rows.items()]
         out.append("\\bottomrule\n\\end{tabular}\n\\end{table}\n")
     return "\n".join(out)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    atomic_write_text(text, path)
-
-
-SUMMARY_FIELDS = [
-    "method",
-    "dataset",
-    "protocol",
-    "shots",
-    "n",
-    "seeds",
-    "accuracy_mean",
-    "accuracy_std",
-    "accuracy_ci95",
-    "macro_f1_mean",
-    "macro_f1_std",
-]
-COMPARISON_FIELDS = [
-    "method",
-    "reference",
-    "dataset",
-    "protocol",
-    "shots",
-    "n_pairs",
-    "diff_mean",
-    "diff_std",
-    "p_value",
-]
 
 
 def write_tables(
@@ -436,24 +404,24 @@ def write_tables(
         raise SarjepaError(f"no finished runs (result.json or Dassl log.txt) under {run_dir}")
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(runs)
+    summary = _summary_frame(runs)
     refs = [reference] if isinstance(reference, str) else list(reference or [])
-    comparison = [row for ref in refs for row in compare(runs, ref)]
+    comparison = pd.concat([_compare_frame(runs, ref) for ref in refs]) if refs else None
     md = markdown_table(summary, comparison)
     files = {
-        "runs.csv": _csv_text([asdict(r) for r in runs], RUN_FIELDS),
-        "summary.csv": _csv_text(summary, SUMMARY_FIELDS),
+        "runs.csv": _csv_text(runs_frame(runs).astype({"num_classes": "Int64"})),
+        "summary.csv": _csv_text(summary),
         "summary.md": md,
         "summary.tex": latex_table(summary),
     }
-    if comparison:
-        files["comparison.csv"] = _csv_text(comparison, COMPARISON_FIELDS)
+    if comparison is not None and len(comparison):
+        files["comparison.csv"] = _csv_text(comparison)
     for name, text in files.items():
-        _write_atomic(out / name, text)
+        atomic_write_text(text, out / name)
     return {
         "runs": runs,
-        "summary": summary,
-        "comparison": comparison,
+        "summary": _records(summary),
+        "comparison": [] if comparison is None else _records(comparison),
         "markdown": md,
         "warnings": warnings,
         "files": [str(out / n) for n in files],
