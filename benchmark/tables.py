@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ RUN_FIELDS = [
     "source",
     "path",
     "num_classes",
+    "pretrain_run",
 ]
 SUMMARY_FIELDS = [
     "method",
@@ -69,6 +70,9 @@ SUMMARY_FIELDS = [
     "accuracy_mean",
     "accuracy_std",
     "accuracy_ci95",
+    "pretrain_runs",
+    "t95_unit",
+    "accuracy_t95",
     "macro_f1_mean",
     "macro_f1_std",
 ]
@@ -78,11 +82,16 @@ COMPARISON_FIELDS = [
     "dataset",
     "protocol",
     "shots",
+    "unit",
+    "n_method",
+    "n_reference",
     "n_pairs",
     "diff_mean",
     "diff_std",
     "p_value",
+    "p_holm",
 ]
+_RUN_LABEL = re.compile(r"^(?P<method>.+)@(?P<run>\d+)$")  # grid label of pretraining run k
 _CELL_DIR = re.compile(r"^(?P<method>.+)_(?P<shots>\d+)shots$")
 _SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
 _METRIC = {
@@ -108,6 +117,7 @@ class Run:
     source: str
     path: str
     num_classes: int | None = None
+    pretrain_run: str = ""
 
 
 def _protocol(trainer: str) -> str:
@@ -216,8 +226,17 @@ def collect_runs(run_dir: str | Path) -> tuple[list[Run], list[str]]:
                 path=cell_dir.relative_to(root).as_posix(),
             )
         )
-    runs.sort(key=lambda r: (r.method, r.dataset, r.protocol, r.shots, r.seed, r.path))
+    runs = [_split_label(r) for r in runs]
+    runs.sort(key=lambda r: (r.method, r.dataset, r.protocol, r.shots, int(r.pretrain_run or 0),
+                             r.seed, r.path))  # fmt: skip
     return runs, warnings
+
+
+def _split_label(run: Run) -> Run:
+    """``sarjepa@2`` (the grid's label of a method's 2nd pretraining run) -> method ``sarjepa``,
+    ``pretrain_run`` ``"2"``; other labels are one pretraining run (``pretrain_run`` empty)."""
+    m = _RUN_LABEL.match(run.method)
+    return replace(run, method=m["method"], pretrain_run=m["run"]) if m else run
 
 
 def runs_frame(runs: list[Run]) -> pd.DataFrame:
@@ -236,14 +255,54 @@ def chance_levels(runs: list[Run]) -> dict[str, float]:
     return {r.dataset: 100.0 / r.num_classes for r in runs if r.num_classes}
 
 
+CELL = ["method", "dataset", "protocol", "shots"]
+
+
+def t_halfwidth(x: np.ndarray) -> float:
+    """Half-width of the two-sided Student-t 95% interval of the mean of ``x`` (NaN if n < 2)."""
+    from scipy import stats
+
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, n - 1) * np.std(x, ddof=1) / np.sqrt(n))
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of the p-values ``p`` (NaN entries are not tests).
+
+    The k-th smallest of m p-values becomes ``max_{j<=k} min(1, (m - j + 1) p_(j))``; reject
+    where the adjusted value is below alpha, which holds the family-wise error rate at alpha.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
+def _unit_values(df: pd.DataFrame) -> tuple[str, np.ndarray]:
+    """The independent units of one method's cell: per-pretraining-run means over split seeds
+    when it has two runs or more, else the split seeds of its single checkpoint."""
+    if df["pretrain_run"].nunique() >= 2:
+        return "pretrain run", df.groupby("pretrain_run")["accuracy"].mean().to_numpy()
+    return "split seed", df["accuracy"].to_numpy()
+
+
 def _summary_frame(runs: list[Run]) -> pd.DataFrame:
-    g = runs_frame(runs).groupby(["method", "dataset", "protocol", "shots"])
+    g = runs_frame(runs).groupby(CELL)
+    units = g[["pretrain_run", "accuracy"]].apply(_unit_values)
     out = pd.DataFrame(
         {
             "n": g.size(),
             "seeds": g["seed"].agg(lambda s: " ".join(str(x) for x in sorted(set(s)))),
             "accuracy_mean": g["accuracy"].mean(),
             "accuracy_std": g["accuracy"].std(ddof=0),
+            "pretrain_runs": g["pretrain_run"].nunique(),
+            "t95_unit": units.str[0],
+            "accuracy_t95": units.str[1].map(t_halfwidth),
             "macro_f1_mean": g["macro_f1"].mean(),
             "macro_f1_std": g["macro_f1"].std(ddof=0),
         }
@@ -253,51 +312,85 @@ def _summary_frame(runs: list[Run]) -> pd.DataFrame:
 
 
 def summarise(runs: list[Run]) -> list[dict[str, object]]:
-    """Mean, std (ddof=0), ci95 and n of accuracy and macro-F1 per method/dataset/protocol/shots."""
+    """Per method/dataset/protocol/shots over pretraining runs x split seeds: n, mean, std
+    (ddof=0), Dassl's ``ci95``, and the Student-t 95% half-width ``accuracy_t95`` over
+    ``t95_unit`` (pretraining runs when there are two or more, else split seeds)."""
     return _records(_summary_frame(runs))
 
 
-def _compare_frame(runs: list[Run], reference: str) -> pd.DataFrame:
+def _paired_seeds(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, object]:
+    """Single checkpoints: paired t-test over the split seeds both have."""
     from scipy import stats
 
+    pairs = a.merge(b, on="seed", suffixes=("", "_ref")).sort_values("seed")
+    diff = (pairs["accuracy"] - pairs["accuracy_ref"]).to_numpy()
+    p = np.nan
+    if len(diff) >= 2 and np.ptp(diff) > 0:
+        p = float(stats.ttest_rel(pairs["accuracy"], pairs["accuracy_ref"]).pvalue)
+    unit = "split seed (single checkpoints)"
+    n = len(diff)
+    return dict(unit=unit, n_method=n, n_reference=n, n_pairs=n, diff_mean=diff.mean(),
+                diff_std=diff.std(), p_value=p)  # fmt: skip
+
+
+def _across_runs(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, object]:
+    """Several pretraining runs: each run's mean over its split seeds is one unit; Welch's
+    two-sample t-test across the runs of the two methods (runs are not paired)."""
+    from scipy import stats
+
+    ma = a.groupby("pretrain_run")["accuracy"].mean().to_numpy()
+    mb = b.groupby("pretrain_run")["accuracy"].mean().to_numpy()
+    p = np.nan
+    if min(len(ma), len(mb)) >= 2 and np.ptp(np.r_[ma, mb]) > 0:
+        p = float(stats.ttest_ind(ma, mb, equal_var=False).pvalue)
+    return dict(unit="pretrain run", n_method=len(ma), n_reference=len(mb), n_pairs=np.nan,
+                diff_mean=ma.mean() - mb.mean(), diff_std=np.nan, p_value=p)  # fmt: skip
+
+
+def _compare_frame(runs: list[Run], reference: str) -> pd.DataFrame:
     df = runs_frame(runs)
     if reference not in set(df["method"]):
         raise SarjepaError(
             f"reference method '{reference}' has no runs; methods: "
             f"{', '.join(sorted(set(df['method'])))}"
         )
-    keys = ["dataset", "protocol", "shots", "seed"]
-    # one accuracy per (method, cell, seed): the last path wins, as the runs are sorted by path
-    df = df.drop_duplicates(["method", *keys], keep="last")
-    ref = df.loc[df["method"] == reference, [*keys, "accuracy"]]
-    pairs = df[df["method"] != reference].merge(ref, on=keys, suffixes=("", "_ref"))
-    if pairs.empty:
-        return pd.DataFrame(columns=COMPARISON_FIELDS)
-    pairs["diff"] = pairs["accuracy"] - pairs["accuracy_ref"]
-
-    def paired(g: pd.DataFrame) -> pd.Series:
-        diff = g["diff"].to_numpy()
-        p = np.nan
-        if len(diff) >= 2 and np.ptp(diff) > 0:
-            p = float(stats.ttest_rel(g["accuracy"], g["accuracy_ref"]).pvalue)
-        return pd.Series(
-            {"n_pairs": len(diff), "diff_mean": diff.mean(), "diff_std": diff.std(), "p_value": p}
-        )
-
-    by = ["method", "dataset", "protocol", "shots"]
-    out = pairs.sort_values([*by, "seed"]).groupby(by).apply(paired, include_groups=False)
-    out = out.reset_index().assign(reference=reference)
-    return out.astype({"n_pairs": int})[COMPARISON_FIELDS]
+    # one accuracy per (method, cell, run, seed): the last path wins, as runs are sorted by path
+    df = df.drop_duplicates([*CELL, "pretrain_run", "seed"], keep="last")
+    ref = {k: g for k, g in df[df["method"] == reference].groupby(CELL[1:])}
+    rows = []
+    for (method, *cell), a in df[df["method"] != reference].groupby(CELL):
+        b = ref.get(tuple(cell))
+        if b is None:
+            continue
+        single = a["pretrain_run"].nunique() == 1 and b["pretrain_run"].nunique() == 1
+        if single and not set(a["seed"]) & set(b["seed"]):
+            continue
+        stat = _paired_seeds(a, b) if single else _across_runs(a, b)
+        rows.append(dict(zip(CELL, [method, *cell], strict=True), reference=reference, **stat))
+    out = pd.DataFrame(rows, columns=COMPARISON_FIELDS)
+    return out.astype({"n_method": int, "n_reference": int, "n_pairs": "Int64"})
 
 
-def compare(runs: list[Run], reference: str) -> list[dict[str, object]]:
-    """Paired comparison of every method against ``reference`` over shared seeds.
+def comparison_frame(runs: list[Run], references: Sequence[str]) -> pd.DataFrame:
+    """Every method against each reference (in the order given), Holm-corrected as one family.
 
-    For each (method, dataset, protocol, shots) the accuracy differences ``method - reference``
-    are taken seed by seed over the seeds both have; ``p_value`` is the two-sided paired t-test
-    (scipy ``ttest_rel``), empty when fewer than two pairs or all differences are equal.
+    The unit of replication is the pretraining run: when both methods of a row have two
+    pretraining runs or more, each run's mean over its split seeds is one observation and
+    ``p_value`` is Welch's two-sided t-test across runs. When both have a single checkpoint the
+    row compares checkpoints, not methods (``unit`` says so): the differences are paired split
+    seed by split seed and ``p_value`` is the two-sided paired t-test. ``p_value`` is empty with
+    fewer than two units a side or no spread. ``p_holm`` adjusts every p-value of the table
+    together (Holm); decide on it.
     """
-    return _records(_compare_frame(runs, reference))
+    out = pd.concat([_compare_frame(runs, ref) for ref in references], ignore_index=True)
+    out["p_holm"] = holm(out["p_value"].to_numpy(dtype=np.float64))
+    return out
+
+
+def compare(runs: list[Run], reference: str | Sequence[str]) -> list[dict[str, object]]:
+    """Rows of :func:`comparison_frame` as dicts (one reference or several)."""
+    refs = [reference] if isinstance(reference, str) else list(reference)
+    return _records(comparison_frame(runs, refs))
 
 
 def _csv_text(df: pd.DataFrame) -> str:
@@ -346,16 +439,18 @@ def markdown_table(summary: pd.DataFrame, comparison: pd.DataFrame | None = None
         out.append("")
     comparison = comparison if comparison is not None else pd.DataFrame(columns=COMPARISON_FIELDS)
     for ref, rows in comparison.groupby("reference", sort=False):
-        out.append(f"### paired comparison against {ref} (accuracy difference, points)\n")
+        out.append(f"### comparison against {ref} (accuracy difference, points)\n")
         out.append(
-            "| method | dataset | protocol | shots | pairs | diff mean ± std | p (paired t) |"
+            "| method | dataset | protocol | shots | unit | n | diff mean ± std | p (t) "
+            "| p (Holm) |"
         )
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for c in rows.itertuples():
-            p = "–" if np.isnan(c.p_value) else f"{c.p_value:.3g}"
+            p, ph = ("–" if np.isnan(x) else f"{x:.3g}" for x in (c.p_value, c.p_holm))
+            sd = "" if np.isnan(c.diff_std) else f" ± {c.diff_std:.1f}"
             out.append(
-                f"| {c.method} | {c.dataset} | {c.protocol} | {c.shots} | {c.n_pairs} | "
-                f"{c.diff_mean:+.1f} ± {c.diff_std:.1f} | {p} |"
+                f"| {c.method} | {c.dataset} | {c.protocol} | {c.shots} | {c.unit} | "
+                f"{c.n_method}/{c.n_reference} | {c.diff_mean:+.1f}{sd} | {p} | {ph} |"
             )
         out.append("")
     return "\n".join(out)
@@ -406,7 +501,7 @@ def write_tables(
     out.mkdir(parents=True, exist_ok=True)
     summary = _summary_frame(runs)
     refs = [reference] if isinstance(reference, str) else list(reference or [])
-    comparison = pd.concat([_compare_frame(runs, ref) for ref in refs]) if refs else None
+    comparison = comparison_frame(runs, refs) if refs else None
     md = markdown_table(summary, comparison)
     files = {
         "runs.csv": _csv_text(runs_frame(runs).astype({"num_classes": "Int64"})),
