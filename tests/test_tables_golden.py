@@ -3,11 +3,13 @@
 ``tests/data/tables_run/`` holds a tiny run folder: ``result.json`` cells over two datasets,
 three protocols and an underscore method name (LaTeX escaping), a missing macro-F1, missing wall
 times, a tie for best, a one-pair and a constant-difference comparison (no p-value), and an
-authors' Dassl ``log.txt`` folder (plus one unfinished). ``tests/data/tables_golden/`` holds what
+authors' Dassl ``log.txt`` folder (plus one unfinished), and two methods pretrained several
+times (grid labels ``mae@1..3``, ``fgmae@1..2``). ``tests/data/tables_golden/`` holds what
 ``write_tables`` wrote for it. A change of any output is deliberate: regenerate the goldens with
 
     python -c "from sarjepa.benchmark.tables import write_tables; write_tables(
-        'tests/data/tables_run', 'tests/data/tables_golden', reference=['random', 'sarjepa_pixel'])"
+        'tests/data/tables_run', 'tests/data/tables_golden',
+        reference=['random', 'sarjepa_pixel', 'mae'])"
 
 and say so in the commit.
 """
@@ -31,7 +33,7 @@ def test_the_golden_set_is_complete() -> None:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tables")
-    write_tables(DATA / "tables_run", out, reference=["random", "sarjepa_pixel"])
+    write_tables(DATA / "tables_run", out, reference=["random", "sarjepa_pixel", "mae"])
     return out
 
 
