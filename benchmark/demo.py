@@ -6,7 +6,7 @@ Everything goes under one output folder (default ``results/demo``)::
     OUT/pretrain/<method>/         checkpoints, log.txt (``sarjepa pretrain``)
     OUT/grid/                      the few-shot grid (``sarjepa grid``), its tables and plot
     OUT/summary.csv, summary.md, comparison.csv, accuracy_vs_shots.png   copies of the results
-    OUT/verdict.md                 the paired comparisons the demo is about, significant or not
+    OUT/verdict.md                 the comparisons the demo is about, Holm-corrected
 
 Each stage is resumable: finished data, checkpoints and cells are reused when the demo is run
 again with the same settings. Two presets: ``cpu`` (``benchmark/configs/demo.yaml``, a 2-core
@@ -160,30 +160,43 @@ def _grid_spec(conf: dict, weights: dict[str, str], data: Path):
 
 
 def verdict(comparison: list[dict], method: str, alpha: float) -> tuple[str, list[dict]]:
-    """The paired comparisons of ``method`` against each reference, as Markdown and rows.
+    """The comparisons of ``method`` against each reference, as Markdown and rows.
 
-    A row is ``significant`` when ``method`` is ahead (positive mean difference) with a two-sided
-    paired t-test p below ``alpha``.
+    A row is ``significant`` when ``method`` is ahead (positive mean difference) and its
+    Holm-corrected p-value (``p_holm``, corrected over every test of the comparison table, see
+    :func:`benchmark.tables.comparison_frame`) is below ``alpha``. When a row's unit is the split
+    seed of single checkpoints, the verdict says that it compares checkpoints, not methods.
     """
     rows = []
     for c in comparison:
         if c["method"] != method:
             continue
-        p = c["p_value"]
+        p = c.get("p_holm")
         ahead = float(c["diff_mean"]) > 0
         rows.append(dict(c, significant=bool(ahead and p is not None and float(p) < alpha)))
     lines = [
-        f"### verdict: {method} against each reference (paired over seeds, alpha {alpha})\n",
-        "| reference | dataset | protocol | shots | pairs | difference (points) | p | "
-        f"{method} ahead, p < {alpha} |",
-        "|---|---|---|---|---|---|---|---|",
+        f"### verdict: {method} against each reference (Holm-corrected, alpha {alpha})\n",
+        "| reference | dataset | protocol | shots | unit | n | difference (points) | p | p (Holm) "
+        f"| {method} ahead, p (Holm) < {alpha} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def fmt(x: object) -> str:
+        return "–" if x is None else f"{float(x):.3g}"
+
     for r in rows:
-        p = "–" if r["p_value"] is None else f"{float(r['p_value']):.3g}"
+        sd = "" if r.get("diff_std") is None else f" ± {float(r['diff_std']):.1f}"
         lines.append(
             f"| {r['reference']} | {r['dataset']} | {r['protocol']} | {r['shots']} | "
-            f"{r['n_pairs']} | {float(r['diff_mean']):+.1f} ± {float(r['diff_std']):.1f} | {p} | "
+            f"{r.get('unit', '')} | {r.get('n_method', '')}/{r.get('n_reference', '')} | "
+            f"{float(r['diff_mean']):+.1f}{sd} | {fmt(r['p_value'])} | {fmt(r.get('p_holm'))} | "
             f"{'yes' if r['significant'] else 'no'} |"
+        )
+    if any(str(r.get("unit", "")).startswith("split seed") for r in rows):
+        lines.append(
+            "\nEach method here is one pretrained checkpoint: rows whose unit is the split seed "
+            "compare single checkpoints (few-shot split seeds paired), not methods; a claim about "
+            "a method needs several pretraining runs per method (`--methods NAME=a.pth,b.pth`)."
         )
     return "\n".join(lines) + "\n", rows
 

@@ -27,16 +27,14 @@ no timestamps).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.io import atomic_write_text
 
@@ -60,7 +58,40 @@ RUN_FIELDS = [
     "source",
     "path",
     "num_classes",
+    "pretrain_run",
 ]
+SUMMARY_FIELDS = [
+    "method",
+    "dataset",
+    "protocol",
+    "shots",
+    "n",
+    "seeds",
+    "accuracy_mean",
+    "accuracy_std",
+    "accuracy_ci95",
+    "pretrain_runs",
+    "t95_unit",
+    "accuracy_t95",
+    "macro_f1_mean",
+    "macro_f1_std",
+]
+COMPARISON_FIELDS = [
+    "method",
+    "reference",
+    "dataset",
+    "protocol",
+    "shots",
+    "unit",
+    "n_method",
+    "n_reference",
+    "n_pairs",
+    "diff_mean",
+    "diff_std",
+    "p_value",
+    "p_holm",
+]
+_RUN_LABEL = re.compile(r"^(?P<method>.+)@(?P<run>\d+)$")  # grid label of pretraining run k
 _CELL_DIR = re.compile(r"^(?P<method>.+)_(?P<shots>\d+)shots$")
 _SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
 _METRIC = {
@@ -86,6 +117,7 @@ class Run:
     source: str
     path: str
     num_classes: int | None = None
+    pretrain_run: str = ""
 
 
 def _protocol(trainer: str) -> str:
@@ -194,14 +226,28 @@ def collect_runs(run_dir: str | Path) -> tuple[list[Run], list[str]]:
                 path=cell_dir.relative_to(root).as_posix(),
             )
         )
-    runs.sort(key=lambda r: (r.method, r.dataset, r.protocol, r.shots, r.seed, r.path))
+    runs = [_split_label(r) for r in runs]
+    runs.sort(key=lambda r: (r.method, r.dataset, r.protocol, r.shots, int(r.pretrain_run or 0),
+                             r.seed, r.path))  # fmt: skip
     return runs, warnings
 
 
-def _fmt(x: float | None, nd: int = 4) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    return f"{x:.{nd}f}"
+def _split_label(run: Run) -> Run:
+    """``sarjepa@2`` (the grid's label of a method's 2nd pretraining run) -> method ``sarjepa``,
+    ``pretrain_run`` ``"2"``; other labels are one pretraining run (``pretrain_run`` empty)."""
+    m = _RUN_LABEL.match(run.method)
+    return replace(run, method=m["method"], pretrain_run=m["run"]) if m else run
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """The runs as a frame with one row per cell and the :data:`RUN_FIELDS` columns."""
+    df = pd.DataFrame([asdict(r) for r in runs], columns=RUN_FIELDS)
+    return df.astype({"accuracy": float, "macro_f1": float, "wall_time_s": float})
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, object]]:
+    """Rows as plain Python dicts, ``None`` where a value is missing."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 def chance_levels(runs: list[Run]) -> dict[str, float]:
@@ -209,144 +255,202 @@ def chance_levels(runs: list[Run]) -> dict[str, float]:
     return {r.dataset: 100.0 / r.num_classes for r in runs if r.num_classes}
 
 
-def summarise(runs: list[Run]) -> list[dict[str, object]]:
-    """Mean, std (ddof=0), ci95 and n of accuracy and macro-F1 per method/dataset/protocol/shots."""
-    groups: dict[tuple[str, str, str, int], list[Run]] = {}
-    for r in runs:
-        groups.setdefault((r.method, r.dataset, r.protocol, r.shots), []).append(r)
-    rows = []
-    for (method, dataset, protocol, shots), rs in sorted(groups.items()):
-        acc = np.array([r.accuracy for r in rs], dtype=np.float64)
-        f1 = np.array([r.macro_f1 for r in rs if r.macro_f1 is not None], dtype=np.float64)
-        std = float(np.std(acc))
-        rows.append(
-            {
-                "method": method,
-                "dataset": dataset,
-                "protocol": protocol,
-                "shots": shots,
-                "n": len(rs),
-                "seeds": " ".join(str(s) for s in sorted({r.seed for r in rs})),
-                "accuracy_mean": float(np.mean(acc)),
-                "accuracy_std": std,
-                "accuracy_ci95": 1.96 * std / math.sqrt(len(acc)),
-                "macro_f1_mean": float(np.mean(f1)) if len(f1) else None,
-                "macro_f1_std": float(np.std(f1)) if len(f1) else None,
-            }
-        )
-    return rows
+CELL = ["method", "dataset", "protocol", "shots"]
 
 
-def compare(runs: list[Run], reference: str) -> list[dict[str, object]]:
-    """Paired comparison of every method against ``reference`` over shared seeds.
-
-    For each (method, dataset, protocol, shots) the accuracy differences ``method - reference``
-    are taken seed by seed over the seeds both have; ``p_value`` is the two-sided paired t-test
-    (scipy ``ttest_rel``), empty when fewer than two pairs or all differences are equal.
-    """
+def t_halfwidth(x: np.ndarray) -> float:
+    """Half-width of the two-sided Student-t 95% interval of the mean of ``x`` (NaN if n < 2)."""
     from scipy import stats
 
-    methods = {r.method for r in runs}
-    if reference not in methods:
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, n - 1) * np.std(x, ddof=1) / np.sqrt(n))
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of the p-values ``p`` (NaN entries are not tests).
+
+    The k-th smallest of m p-values becomes ``max_{j<=k} min(1, (m - j + 1) p_(j))``; reject
+    where the adjusted value is below alpha, which holds the family-wise error rate at alpha.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
+def _unit_values(df: pd.DataFrame) -> tuple[str, np.ndarray]:
+    """The independent units of one method's cell: per-pretraining-run means over split seeds
+    when it has two runs or more, else the split seeds of its single checkpoint."""
+    if df["pretrain_run"].nunique() >= 2:
+        return "pretrain run", df.groupby("pretrain_run")["accuracy"].mean().to_numpy()
+    return "split seed", df["accuracy"].to_numpy()
+
+
+def _summary_frame(runs: list[Run]) -> pd.DataFrame:
+    g = runs_frame(runs).groupby(CELL)
+    units = g[["pretrain_run", "accuracy"]].apply(_unit_values)
+    out = pd.DataFrame(
+        {
+            "n": g.size(),
+            "seeds": g["seed"].agg(lambda s: " ".join(str(x) for x in sorted(set(s)))),
+            "accuracy_mean": g["accuracy"].mean(),
+            "accuracy_std": g["accuracy"].std(ddof=0),
+            "pretrain_runs": g["pretrain_run"].nunique(),
+            "t95_unit": units.str[0],
+            "accuracy_t95": units.str[1].map(t_halfwidth),
+            "macro_f1_mean": g["macro_f1"].mean(),
+            "macro_f1_std": g["macro_f1"].std(ddof=0),
+        }
+    ).reset_index()
+    out["accuracy_ci95"] = 1.96 * out["accuracy_std"] / np.sqrt(out["n"])
+    return out[SUMMARY_FIELDS]
+
+
+def summarise(runs: list[Run]) -> list[dict[str, object]]:
+    """Per method/dataset/protocol/shots over pretraining runs x split seeds: n, mean, std
+    (ddof=0), Dassl's ``ci95``, and the Student-t 95% half-width ``accuracy_t95`` over
+    ``t95_unit`` (pretraining runs when there are two or more, else split seeds)."""
+    return _records(_summary_frame(runs))
+
+
+def _paired_seeds(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, object]:
+    """Single checkpoints: paired t-test over the split seeds both have."""
+    from scipy import stats
+
+    pairs = a.merge(b, on="seed", suffixes=("", "_ref")).sort_values("seed")
+    diff = (pairs["accuracy"] - pairs["accuracy_ref"]).to_numpy()
+    p = np.nan
+    if len(diff) >= 2 and np.ptp(diff) > 0:
+        p = float(stats.ttest_rel(pairs["accuracy"], pairs["accuracy_ref"]).pvalue)
+    unit = "split seed (single checkpoints)"
+    n = len(diff)
+    return dict(unit=unit, n_method=n, n_reference=n, n_pairs=n, diff_mean=diff.mean(),
+                diff_std=diff.std(), p_value=p)  # fmt: skip
+
+
+def _across_runs(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, object]:
+    """Several pretraining runs: each run's mean over its split seeds is one unit; Welch's
+    two-sample t-test across the runs of the two methods (runs are not paired)."""
+    from scipy import stats
+
+    ma = a.groupby("pretrain_run")["accuracy"].mean().to_numpy()
+    mb = b.groupby("pretrain_run")["accuracy"].mean().to_numpy()
+    p = np.nan
+    if min(len(ma), len(mb)) >= 2 and np.ptp(np.r_[ma, mb]) > 0:
+        p = float(stats.ttest_ind(ma, mb, equal_var=False).pvalue)
+    return dict(unit="pretrain run", n_method=len(ma), n_reference=len(mb), n_pairs=np.nan,
+                diff_mean=ma.mean() - mb.mean(), diff_std=np.nan, p_value=p)  # fmt: skip
+
+
+def _compare_frame(runs: list[Run], reference: str) -> pd.DataFrame:
+    df = runs_frame(runs)
+    if reference not in set(df["method"]):
         raise SarjepaError(
-            f"reference method '{reference}' has no runs; methods: {', '.join(sorted(methods))}"
+            f"reference method '{reference}' has no runs; methods: "
+            f"{', '.join(sorted(set(df['method'])))}"
         )
-    by_key: dict[tuple[str, str, str, int, int], float] = {
-        (r.method, r.dataset, r.protocol, r.shots, r.seed): r.accuracy for r in runs
-    }
+    # one accuracy per (method, cell, run, seed): the last path wins, as runs are sorted by path
+    df = df.drop_duplicates([*CELL, "pretrain_run", "seed"], keep="last")
+    ref = {k: g for k, g in df[df["method"] == reference].groupby(CELL[1:])}
     rows = []
-    cells = sorted(
-        {(r.method, r.dataset, r.protocol, r.shots) for r in runs if r.method != reference}
-    )
-    for method, dataset, protocol, shots in cells:
-        seeds = sorted(
-            s
-            for (m, d, p, k, s) in by_key
-            if (m, d, p, k) == (method, dataset, protocol, shots)
-            and (reference, d, p, k, s) in by_key
-        )
-        if not seeds:
+    for (method, *cell), a in df[df["method"] != reference].groupby(CELL):
+        b = ref.get(tuple(cell))
+        if b is None:
             continue
-        a = np.array([by_key[(method, dataset, protocol, shots, s)] for s in seeds])
-        b = np.array([by_key[(reference, dataset, protocol, shots, s)] for s in seeds])
-        diff = a - b
-        p_value = None
-        if len(seeds) >= 2 and np.ptp(diff) > 0:
-            p_value = float(stats.ttest_rel(a, b).pvalue)
-        rows.append(
-            {
-                "method": method,
-                "reference": reference,
-                "dataset": dataset,
-                "protocol": protocol,
-                "shots": shots,
-                "n_pairs": len(seeds),
-                "diff_mean": float(np.mean(diff)),
-                "diff_std": float(np.std(diff)),
-                "p_value": p_value,
-            }
-        )
-    return rows
+        single = a["pretrain_run"].nunique() == 1 and b["pretrain_run"].nunique() == 1
+        if single and not set(a["seed"]) & set(b["seed"]):
+            continue
+        stat = _paired_seeds(a, b) if single else _across_runs(a, b)
+        rows.append(dict(zip(CELL, [method, *cell], strict=True), reference=reference, **stat))
+    out = pd.DataFrame(rows, columns=COMPARISON_FIELDS)
+    return out.astype({"n_method": int, "n_reference": int, "n_pairs": "Int64"})
 
 
-def _csv_text(rows: list[dict[str, object]], fields: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {k: _fmt(v) if isinstance(v, float) or v is None else v for k, v in row.items()}
-        )
-    return buf.getvalue()
+def comparison_frame(runs: list[Run], references: Sequence[str]) -> pd.DataFrame:
+    """Every method against each reference (in the order given), Holm-corrected as one family.
+
+    The unit of replication is the pretraining run: when both methods of a row have two
+    pretraining runs or more, each run's mean over its split seeds is one observation and
+    ``p_value`` is Welch's two-sided t-test across runs. When both have a single checkpoint the
+    row compares checkpoints, not methods (``unit`` says so): the differences are paired split
+    seed by split seed and ``p_value`` is the two-sided paired t-test. ``p_value`` is empty with
+    fewer than two units a side or no spread. ``p_holm`` adjusts every p-value of the table
+    together (Holm); decide on it.
+    """
+    out = pd.concat([_compare_frame(runs, ref) for ref in references], ignore_index=True)
+    out["p_holm"] = holm(out["p_value"].to_numpy(dtype=np.float64))
+    return out
 
 
-def _pivot(summary: list[dict[str, object]], protocol: str):
-    rows = [s for s in summary if s["protocol"] == protocol]
-    columns = sorted({(str(s["dataset"]), int(s["shots"])) for s in rows})
-    methods = sorted({str(s["method"]) for s in rows})
-    cell = {(s["method"], s["dataset"], s["shots"]): s for s in rows}
-    best = {}
-    for col in columns:
-        means = [float(cell[(m, *col)]["accuracy_mean"]) for m in methods if (m, *col) in cell]
-        best[col] = max(means) if means else None
-    return columns, methods, cell, best
+def compare(runs: list[Run], reference: str | Sequence[str]) -> list[dict[str, object]]:
+    """Rows of :func:`comparison_frame` as dicts (one reference or several)."""
+    refs = [reference] if isinstance(reference, str) else list(reference)
+    return _records(comparison_frame(runs, refs))
 
 
-def markdown_table(
-    summary: list[dict[str, object]], comparison: list[dict[str, object]] | None = None
-) -> str:
+def _csv_text(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+
+
+def _pivot(summary: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Methods x (dataset, shots) frames of mean and std for one protocol (NaN: no runs)."""
+    sub = summary[summary["protocol"] == protocol]
+    mean, std = (
+        sub.pivot(index="method", columns=["dataset", "shots"], values=v)
+        .sort_index()
+        .sort_index(axis=1)
+        for v in ("accuracy_mean", "accuracy_std")
+    )
+    return mean, std
+
+
+def _paper_cells(summary: pd.DataFrame, protocol: str, pm: str, bold: str, empty: str):
+    """``(columns, {method: [cell text]})``: ``mean pm std`` (1 decimal), best mean per column
+    wrapped by the ``bold`` format, ``empty`` where a method has no runs."""
+    mean, std = _pivot(summary, protocol)
+    best = mean.max()
+    rows = {}
+    for m in mean.index:
+        rows[m] = [
+            empty
+            if np.isnan(mean.at[m, c])
+            else (bold if mean.at[m, c] == best[c] else "{}").format(
+                f"{mean.at[m, c]:.1f} {pm} {std.at[m, c]:.1f}"
+            )
+            for c in mean.columns
+        ]
+    return list(mean.columns), rows
+
+
+def markdown_table(summary: pd.DataFrame, comparison: pd.DataFrame | None = None) -> str:
     """Paper-style Markdown: one table per protocol, ``mean ± std`` (accuracy, %), best in bold."""
     out = []
-    for protocol in sorted({str(s["protocol"]) for s in summary}):
-        columns, methods, cell, best = _pivot(summary, protocol)
+    for protocol in sorted(set(summary["protocol"])):
+        columns, rows = _paper_cells(summary, protocol, "±", "**{}**", "–")
         out.append(f"### {protocol} (accuracy %, mean ± std over seeds)\n")
         out.append("| method | " + " | ".join(f"{d} {k}-shot" for d, k in columns) + " |")
         out.append("|---|" + "---|" * len(columns))
-        for m in methods:
-            vals = []
-            for col in columns:
-                s = cell.get((m, *col))
-                if s is None:
-                    vals.append("–")
-                    continue
-                txt = f"{float(s['accuracy_mean']):.1f} ± {float(s['accuracy_std']):.1f}"
-                if best[col] is not None and float(s["accuracy_mean"]) == best[col]:
-                    txt = f"**{txt}**"
-                vals.append(txt)
-            out.append(f"| {m} | " + " | ".join(vals) + " |")
+        out += [f"| {m} | " + " | ".join(vals) + " |" for m, vals in rows.items()]
         out.append("")
-    for ref in dict.fromkeys(str(c["reference"]) for c in comparison or []):
-        out.append(f"### paired comparison against {ref} (accuracy difference, points)\n")
+    comparison = comparison if comparison is not None else pd.DataFrame(columns=COMPARISON_FIELDS)
+    for ref, rows in comparison.groupby("reference", sort=False):
+        out.append(f"### comparison against {ref} (accuracy difference, points)\n")
         out.append(
-            "| method | dataset | protocol | shots | pairs | diff mean ± std | p (paired t) |"
+            "| method | dataset | protocol | shots | unit | n | diff mean ± std | p (t) "
+            "| p (Holm) |"
         )
-        out.append("|---|---|---|---|---|---|---|")
-        for c in (c for c in comparison or [] if c["reference"] == ref):
-            p = "–" if c["p_value"] is None else f"{float(c['p_value']):.3g}"
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for c in rows.itertuples():
+            p, ph = ("–" if np.isnan(x) else f"{x:.3g}" for x in (c.p_value, c.p_holm))
+            sd = "" if np.isnan(c.diff_std) else f" ± {c.diff_std:.1f}"
             out.append(
-                f"| {c['method']} | {c['dataset']} | {c['protocol']} | {c['shots']} | "
-                f"{c['n_pairs']} | {float(c['diff_mean']):+.1f} ± {float(c['diff_std']):.1f} "
-                f"| {p} |"
+                f"| {c.method} | {c.dataset} | {c.protocol} | {c.shots} | {c.unit} | "
+                f"{c.n_method}/{c.n_reference} | {c.diff_mean:+.1f}{sd} | {p} | {ph} |"
             )
         out.append("")
     return "\n".join(out)
@@ -356,11 +460,11 @@ def _tex_escape(s: str) -> str:
     return re.sub(r"([_%&#$])", r"\\\1", s)
 
 
-def latex_table(summary: list[dict[str, object]]) -> str:
+def latex_table(summary: pd.DataFrame) -> str:
     """LaTeX (booktabs) tables, one per protocol, ``mean $\\pm$ std``, best in bold."""
     out = []
-    for protocol in sorted({str(s["protocol"]) for s in summary}):
-        columns, methods, cell, best = _pivot(summary, protocol)
+    for protocol in sorted(set(summary["protocol"])):
+        columns, rows = _paper_cells(summary, protocol, "$\\pm$", "\\textbf{{{}}}", "--")
         out.append("\\begin{table}[t]\n\\centering")
         out.append(
             f"\\caption{{Few-shot accuracy (\\%), {_tex_escape(protocol)}, "
@@ -371,50 +475,9 @@ def latex_table(summary: list[dict[str, object]]) -> str:
             "Method & " + " & ".join(f"{_tex_escape(d)} {k}-shot" for d, k in columns) + " \\\\"
         )
         out.append("\\midrule")
-        for m in methods:
-            vals = []
-            for col in columns:
-                s = cell.get((m, *col))
-                if s is None:
-                    vals.append("--")
-                    continue
-                txt = f"{float(s['accuracy_mean']):.1f} $\\pm$ {float(s['accuracy_std']):.1f}"
-                if float(s["accuracy_mean"]) == best[col]:
-                    txt = f"\\textbf{{{txt}}}"
-                vals.append(txt)
-            out.append(f"{_tex_escape(m)} & " + " & ".join(vals) + " \\\\")
+        out += [f"{_tex_escape(m)} & " + " & ".join(v) + " \\\\" for m, v in rows.items()]
         out.append("\\bottomrule\n\\end{tabular}\n\\end{table}\n")
     return "\n".join(out)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    atomic_write_text(text, path)
-
-
-SUMMARY_FIELDS = [
-    "method",
-    "dataset",
-    "protocol",
-    "shots",
-    "n",
-    "seeds",
-    "accuracy_mean",
-    "accuracy_std",
-    "accuracy_ci95",
-    "macro_f1_mean",
-    "macro_f1_std",
-]
-COMPARISON_FIELDS = [
-    "method",
-    "reference",
-    "dataset",
-    "protocol",
-    "shots",
-    "n_pairs",
-    "diff_mean",
-    "diff_std",
-    "p_value",
-]
 
 
 def write_tables(
@@ -436,24 +499,24 @@ def write_tables(
         raise SarjepaError(f"no finished runs (result.json or Dassl log.txt) under {run_dir}")
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(runs)
+    summary = _summary_frame(runs)
     refs = [reference] if isinstance(reference, str) else list(reference or [])
-    comparison = [row for ref in refs for row in compare(runs, ref)]
+    comparison = comparison_frame(runs, refs) if refs else None
     md = markdown_table(summary, comparison)
     files = {
-        "runs.csv": _csv_text([asdict(r) for r in runs], RUN_FIELDS),
-        "summary.csv": _csv_text(summary, SUMMARY_FIELDS),
+        "runs.csv": _csv_text(runs_frame(runs).astype({"num_classes": "Int64"})),
+        "summary.csv": _csv_text(summary),
         "summary.md": md,
         "summary.tex": latex_table(summary),
     }
-    if comparison:
-        files["comparison.csv"] = _csv_text(comparison, COMPARISON_FIELDS)
+    if comparison is not None and len(comparison):
+        files["comparison.csv"] = _csv_text(comparison)
     for name, text in files.items():
-        _write_atomic(out / name, text)
+        atomic_write_text(text, out / name)
     return {
         "runs": runs,
-        "summary": summary,
-        "comparison": comparison,
+        "summary": _records(summary),
+        "comparison": [] if comparison is None else _records(comparison),
         "markdown": md,
         "warnings": warnings,
         "files": [str(out / n) for n in files],

@@ -76,7 +76,10 @@ class EpochPlan:
     Attributes:
         epoch: 0-based epoch index.
         iters: micro-batches in this epoch.
-        accum: micro-batches per optimiser step (the last group may be shorter).
+        accum: micro-batches per optimiser step. A partial group at the epoch's end is dropped
+            (upstream MAE's rule: every step sees ``accum`` micro-batches at its scheduled lr),
+            unless the epoch holds fewer than ``accum`` micro-batches: then they form its one
+            step.
         epochs: total epochs of the run (for the schedules).
         lr_peak: peak learning rate.
         min_lr: final learning rate of the cosine.
@@ -94,9 +97,14 @@ class EpochPlan:
     clip_grad: float
 
     @property
+    def used_iters(self) -> int:
+        """Micro-batches that take part: ``iters`` less the partial group at the end."""
+        return self.iters - self.iters % self.accum if self.iters >= self.accum else self.iters
+
+    @property
     def steps_per_epoch(self) -> int:
-        """Optimiser steps per epoch: ``ceil(iters / accum)``."""
-        return -(-self.iters // self.accum)
+        """Optimiser steps per epoch: ``iters // accum`` (at least 1)."""
+        return -(-self.used_iters // self.accum)
 
 
 def _set_lr(optimizer, lr: float) -> None:
@@ -137,16 +145,16 @@ def train_one_epoch(
     pending: list[tuple[int, torch.Tensor]] = []
     loss_sum, loss_n, lr, seen = 0.0, 0, 0.0, 0
     autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
-    total_steps = plan.epochs * -(-iters // accum)
+    total_steps, used = plan.epochs * plan.steps_per_epoch, plan.used_iters
     before_step = getattr(method, "before_optimizer_step", None)
     start, it = time.perf_counter(), iter(loader)
-    for step in range(iters):
+    for step in range(used):
         try:
             images = next_batch(it)
         except StopIteration:
             break
         group_start = step - step % accum
-        group_end = min(group_start + accum, iters)
+        group_end = min(group_start + accum, used)
         if step == group_start:
             t = plan.epoch + step / iters
             lr = lr_at(t, plan.lr_peak, plan.min_lr, plan.warmup_epochs, plan.epochs)
@@ -166,10 +174,10 @@ def train_one_epoch(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), plan.clip_grad)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            done = plan.epoch * -(-iters // accum) + step // accum + 1
+            done = plan.epoch * plan.steps_per_epoch + step // accum + 1
             method.on_optimizer_step(done / total_steps)
         seen += images.shape[0] * info.world_size
-        if len(pending) >= SYNC_EVERY * accum or step + 1 == iters:
+        if len(pending) >= SYNC_EVERY * accum or step + 1 == used:
             try:
                 values = _check_finite(pending, plan.epoch)
             finally:

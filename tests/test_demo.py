@@ -86,6 +86,8 @@ def test_verdict_marks_only_significant_leads() -> None:
             "diff_mean": 3.0,
             "diff_std": 1.0,
             "p_value": 0.01,
+            "p_holm": 0.03,
+            "unit": "split seed (single checkpoints)",
         },
         {
             "method": "sarjepa",
@@ -97,6 +99,8 @@ def test_verdict_marks_only_significant_leads() -> None:
             "diff_mean": -3.0,
             "diff_std": 1.0,
             "p_value": 0.01,
+            "p_holm": 0.03,
+            "unit": "split seed (single checkpoints)",
         },
         {
             "method": "sarjepa",
@@ -108,6 +112,7 @@ def test_verdict_marks_only_significant_leads() -> None:
             "diff_mean": 1.0,
             "diff_std": 1.0,
             "p_value": 0.2,
+            "p_holm": 0.2,
         },
         {
             "method": "pix",
@@ -119,11 +124,15 @@ def test_verdict_marks_only_significant_leads() -> None:
             "diff_mean": 9.0,
             "diff_std": 1.0,
             "p_value": 0.001,
+            "p_holm": 0.004,
         },
     ]
     text, out = verdict(rows, "sarjepa", 0.05)
     assert [r["significant"] for r in out] == [True, False, False]
     assert text.count("| yes |") == 1 and "| pix |" in text
+    assert "compare single checkpoints" in text
+    rows[0]["p_holm"] = 0.06  # raw p 0.01 < 0.05, but corrected it is not
+    assert [r["significant"] for r in verdict(rows, "sarjepa", 0.05)[1]] == [False, False, False]
 
 
 @pytest.mark.slow
@@ -132,7 +141,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Capture
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--config", str(cfg), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert "paired comparison against random" in text and "verdict: sarjepa" in text
+    assert "comparison against random" in text and "verdict: sarjepa" in text
     rows = list(csv.DictReader((out / "summary.csv").open()))
     methods = ("random", *method_specs(load_demo_config(cfg)))
     assert {(r["method"], r["protocol"]) for r in rows} == {

@@ -268,3 +268,29 @@ def test_gradient_accumulation_equals_the_big_batch():
         torch.testing.assert_close(w, results[0][0], rtol=1e-5, atol=1e-6)
         assert stats["lr"] == pytest.approx(results[0][1]["lr"])
     assert not torch.equal(results[0][0], _Quadratic().w.detach())
+
+
+def test_a_partial_accumulation_group_at_the_epoch_end_is_dropped():
+    """5 micro-batches at accum 2: two full steps; the 5th batch never reaches the model (upstream
+    MAE drops it), so even a non-finite tail changes nothing. Fewer batches than one group still
+    make the epoch's one step."""
+    from sarjepa.pretrain.distributed import DistInfo
+    from sarjepa.pretrain.loop import EpochPlan, train_one_epoch
+    from tqdm import tqdm
+
+    images = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = []
+    for tail in (images[16:], torch.full((4, 1, 4, 4), float("nan"))):
+        model = _Quadratic()
+        opt = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.9, 0.95))
+        loader = [*images[:16].split(4), tail]
+        plan = EpochPlan(1, len(loader), 2, 4, 0.1, 0.0, 1, 0.0)
+        assert (plan.used_iters, plan.steps_per_epoch) == (4, 2)
+        with tqdm(disable=True) as bar:
+            stats = train_one_epoch(model, model, loader, opt, plan, DistInfo(), None, None, bar)
+        assert stats["iters"] == 4
+        assert int(opt.state[model.w]["step"]) == 2
+        out.append(model.w.detach().clone())
+    assert torch.equal(out[0], out[1])
+    short = EpochPlan(0, 1, 4, 4, 0.1, 0.0, 1, 0.0)
+    assert (short.used_iters, short.steps_per_epoch) == (1, 1)

@@ -166,3 +166,71 @@ def test_grid_with_probe_protocols_writes_tables(data, tmp_path: Path):
     result = next((tmp_path / "run").rglob("MIM_logreg/**/result.json"))
     prov = json.loads(result.read_text())["provenance"]
     assert "logreg_c" in prov and prov["num_classes"] == 10  # the plot's chance line: 10%
+    assert prov["logreg_c_selection"] == "val"  # MSTAR: val (from TRAIN) shares no test image
+
+
+def _every_layout(tmp_path: Path):
+    """(name, cfg) for every registered dataset, and both SARFolder layouts, on tiny trees."""
+    from _bench_data_helpers import ACD_CLASSES, FUSAR_CLASSES, make_class_tree
+    from sarjepa.benchmark.config import load_cfg
+    from sarjepa.benchmark.datasets import DATASET_REGISTRY
+
+    def cfg(name: str, root: Path):
+        opts = ["DATASET.NAME", name, "DATASET.ROOT", str(root), "DATASET.NUM_SHOTS", "3"]
+        return load_cfg(None, None, [*opts, "SEED", "1", "RUN.CACHE_DIR", str(tmp_path / "c")])
+
+    for name in DATASET_REGISTRY.names():
+        root = tmp_path / name
+        if name.startswith("MSTAR"):
+            classes = sorted(DATASET_REGISTRY.get(name).labels)
+            for split in ("TRAIN", "TEST"):
+                make_class_tree(root / name, split, classes, [6] * len(classes), ".jpeg")
+            yield name, cfg(name, root)
+        elif name == "New_FUSAR":
+            make_class_tree(root / name, "Train", FUSAR_CLASSES, [6] * 10, ".png")
+            make_class_tree(root / name, "Val", FUSAR_CLASSES, [4] * 10, ".png")
+            yield name, cfg(name, root)
+        elif name == "SAR_ACD":
+            make_class_tree(root / name, "images", ACD_CLASSES, [40] * 5, ".jpg")
+            yield name, cfg(name, root)
+        elif name == "SARFolder":
+            make_class_tree(root / "split", "train", ["a", "b"], [8, 8], ".png")
+            make_class_tree(root / "split", "test", ["a", "b"], [4, 4], ".png")
+            make_class_tree(root / "single", "", ["a", "b"], [16, 16], ".png")
+            yield "SARFolder split", cfg(name, root / "split")
+            yield "SARFolder single", cfg(name, root / "single")
+        else:  # a newly registered dataset must join this walk
+            raise AssertionError(f"no tiny layout for dataset {name} in this test")
+
+
+def test_no_test_image_chooses_c_on_any_dataset_or_layout(tmp_path: Path) -> None:
+    import os
+
+    from sarjepa.benchmark.datasets import build_dataset
+    from sarjepa.benchmark.trainers.probes import c_selection_images
+
+    rules = {}
+    for name, cfg in _every_layout(tmp_path):
+        ds = build_dataset(cfg)
+        rule, images = c_selection_images(ds)
+        test = {os.path.realpath(d.impath) for d in ds.test}
+        assert images or rule == "config", name
+        assert not test & {os.path.realpath(d.impath) for d in images}, name
+        rules[name] = rule
+    # the layouts whose val pool is the test set fall back to the training shots
+    assert rules["SAR_ACD"] == rules["SARFolder single"] == "train"
+    assert rules["MSTAR_SOC"] == "val"
+
+
+def test_logreg_cross_validates_on_the_shots_when_val_is_test(tmp_path: Path) -> None:
+    from sarjepa.benchmark.trainers.probes import choose_c_cv, cv_folds
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 4)
+    x = rng.normal(size=(12, 5)) + 2.0 * y[:, None]
+    folds = cv_folds(y)
+    assert len(folds) == 4  # min(5, 4 shots per class)
+    assert all(set(np.bincount(y[h])) == {1} for _, h in folds)  # stratified: one per class
+    c, tried = choose_c_cv((x, y), folds, [0.01, 1.0], 1, 200)
+    assert c in dict(tried) and max(a for _, a in tried) == dict(tried)[c]
+    assert cv_folds(np.array([0, 1, 1])) == []  # a class with one shot: no cross-validation

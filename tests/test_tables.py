@@ -180,3 +180,77 @@ def test_plot_pretrain(tmp_path: Path) -> None:
     assert (tmp_path / "curves.png").exists() and (tmp_path / "curves.pdf").exists()
     (tmp_path / "bad.txt").write_text("nope\n")
     assert main(["plot-pretrain", str(tmp_path / "bad.txt")]) == 2
+
+
+def test_holm_adjustment_matches_hand_computation() -> None:
+    from sarjepa.benchmark.tables import holm
+
+    p = [0.01, float("nan"), 0.04, 0.03, 0.005]
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone max: 0.06
+    got = holm(p)
+    assert got[4] == pytest.approx(0.02) and got[0] == pytest.approx(0.03)
+    assert got[3] == pytest.approx(0.06) and got[2] == pytest.approx(0.06)
+    assert math.isnan(got[1])
+    assert holm([0.6, 0.7]).tolist() == [1.0, 1.0]
+
+
+def test_summary_has_a_student_t_interval_beside_dassls(run_dir: Path) -> None:
+    from scipy import stats
+
+    row = next(
+        s for s in write_tables(run_dir)["summary"] if (s["method"], s["shots"]) == ("sarjepa", 10)
+    )
+    xs = [30.0, 35.0, 31.0]
+    mean = sum(xs) / 3
+    sd1 = math.sqrt(sum((x - mean) ** 2 for x in xs) / 2)
+    assert row["accuracy_t95"] == pytest.approx(stats.t.ppf(0.975, 2) * sd1 / math.sqrt(3))
+    assert row["accuracy_t95"] > 2 * row["accuracy_ci95"]  # n = 3: Dassl's is far too narrow
+    assert (row["t95_unit"], row["pretrain_runs"]) == ("split seed", 1)
+    header = (run_dir / "summary.csv").read_text().splitlines()[0]
+    assert "accuracy_ci95" in header and "accuracy_t95" in header
+
+
+def test_several_pretraining_runs_are_the_unit_of_comparison(run_dir: Path) -> None:
+    from scipy import stats
+
+    runs = {  # grid labels NAME@K: K-th pretraining run of NAME; per-run accuracies over seeds
+        "mae@1": [34.0, 36.0, 35.0], "mae@2": [38.0, 37.5, 40.0], "mae@3": [33.0, 35.5, 34.0],
+        "ijepa@1": [28.0, 30.0, 29.0], "ijepa@2": [27.0, 31.0, 30.5],
+    }  # fmt: skip
+    for label, accs in runs.items():
+        for seed, acc in enumerate(accs):
+            _write_result(run_dir, label, "linear", 10, seed, acc)
+    res = write_tables(run_dir, reference=["random", "mae"])
+    mae = next(s for s in res["summary"] if (s["method"], s["shots"]) == ("mae", 10))
+    means = [sum(v) / 3 for k, v in runs.items() if k.startswith("mae")]
+    assert (mae["n"], mae["pretrain_runs"], mae["t95_unit"]) == (9, 3, "pretrain run")
+    m = sum(means) / 3
+    sd1 = math.sqrt(sum((x - m) ** 2 for x in means) / 2)
+    assert mae["accuracy_t95"] == pytest.approx(stats.t.ppf(0.975, 2) * sd1 / math.sqrt(3))
+    row = next(c for c in res["comparison"] if (c["method"], c["reference"]) == ("ijepa", "mae"))
+    ij = [sum(v) / 3 for k, v in runs.items() if k.startswith("ijepa")]
+    assert (row["unit"], row["n_method"], row["n_reference"]) == ("pretrain run", 2, 3)
+    assert row["p_value"] == pytest.approx(stats.ttest_ind(ij, means, equal_var=False).pvalue)
+    assert row["diff_mean"] == pytest.approx(sum(ij) / 2 - m)
+    mixed = next(c for c in res["comparison"] if (c["method"], c["reference"]) == ("mae", "random"))
+    assert mixed["p_value"] is None  # one checkpoint against three runs: no test across runs
+    single = next(c for c in res["comparison"] if c["method"] == "sarjepa" and c["shots"] == 10)
+    assert single["unit"] == "split seed (single checkpoints)"
+    tested = [c for c in res["comparison"] if c["p_value"] is not None]
+    from sarjepa.benchmark.tables import holm
+
+    assert [c["p_holm"] for c in tested] == pytest.approx(holm([c["p_value"] for c in tested]))
+    assert "p_holm" in (run_dir / "comparison.csv").read_text().splitlines()[0]
+
+
+def test_methods_may_name_several_checkpoints(tmp_path: Path) -> None:
+    from sarjepa.benchmark.grid import parse_methods
+
+    comma = tmp_path / "a,b.pth"
+    comma.write_bytes(b"")
+    assert parse_methods(["random=none", "mae=r1.pth,r2.pth", f"x={comma}"]) == {
+        "random": "none", "mae@1": "r1.pth", "mae@2": "r2.pth", "x": str(comma),
+    }  # fmt: skip
+    for bad in (["a@1=x.pth"], ["mae=r1.pth,"], ["mae=a.pth,b.pth", "mae=c.pth"]):
+        with pytest.raises(SarjepaError):
+            parse_methods(bad)

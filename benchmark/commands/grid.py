@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--grid-file", help="YAML with any of: " + ", ".join(GRID_FILE_KEYS))
     p.add_argument(
-        "--methods", nargs="+", metavar="NAME=WEIGHTS", help="WEIGHTS: a checkpoint or none"
+        "--methods",
+        nargs="+",
+        metavar="NAME=WEIGHTS",
+        help="WEIGHTS: a checkpoint, several comma-separated (one per pretraining run), or none",
     )
     p.add_argument("--datasets", nargs="+", help="e.g. MSTAR_SOC New_FUSAR SAR_ACD")
     p.add_argument("--shots", nargs="+", type=int, help="default: 10 20 40")

@@ -79,15 +79,27 @@ class Cell:
 
 
 def parse_methods(items: Iterable[str]) -> dict[str, str]:
-    """``["name=path", "random=none"]`` -> ``{"name": "path", "random": "none"}``."""
+    """``["name=path", "random=none"]`` -> ``{"name": "path", "random": "none"}``.
+
+    A method pretrained several times names its checkpoints comma-separated,
+    ``name=run1.pth,run2.pth``: each becomes its own label ``name@1``, ``name@2`` (the tables
+    group them back into ``name``, one pretraining run per label). A value that is an existing
+    file is one checkpoint even if its name holds a comma.
+    """
     methods: dict[str, str] = {}
     for item in items:
         name, sep, weights = item.partition("=")
         if not sep or not name or not weights:
             raise SarjepaError(f"--methods expects NAME=WEIGHTS (or NAME=none), got '{item}'")
-        if "/" in name or name in methods:
+        if "/" in name or "@" in name or name in methods or f"{name}@1" in methods:
             raise SarjepaError(f"bad or repeated method name '{name}'")
-        methods[name] = weights
+        runs = [weights] if Path(weights).is_file() else weights.split(",")
+        if len(runs) == 1:
+            methods[name] = weights
+            continue
+        if not all(runs):
+            raise SarjepaError(f"--methods {name}: empty checkpoint in '{weights}'")
+        methods.update({f"{name}@{i}": w for i, w in enumerate(runs, 1)})
     return methods
 
 

@@ -15,16 +15,24 @@ authors use): features are standardised with the training set's mean and standar
 (population std; dimensions with std < 1e-6 are only centred); a multinomial L2-regularised
 logistic regression (scikit-learn ``LogisticRegression``, lbfgs, ``TRAINER.LOGREG.MAX_ITER``
 iterations) is fitted on the K-shot training set for each inverse regularisation ``C`` in
-``TRAINER.LOGREG.C_GRID``; the ``C`` with the highest accuracy on the few-shot *val* split wins
-(ties: the smaller ``C``), then ``TRAINER.LOGREG.REFINE_STEPS`` rounds of a log-space search
+``TRAINER.LOGREG.C_GRID``; the ``C`` with the highest selection accuracy wins (ties: the
+smaller ``C``), then ``TRAINER.LOGREG.REFINE_STEPS`` rounds of a log-space search
 around it (factors ``10**(+-w)`` with ``w`` = 1, 1/2, 1/4, ...; a neighbour replaces the peak
 only if strictly better). The model fitted on the training set with the chosen ``C`` is the one
-tested. Without a val split, ``TRAINER.LOGREG.C`` is used.
+tested. No test image takes part in the choice: the selection accuracy is that of the few-shot
+*val* split when no val image is a test image (same file path); when the val split overlaps the
+test set (SAR_ACD's and SARFolder's single-folder layouts draw val from the test pool) it is the
+pooled accuracy of a stratified ``k``-fold cross-validation on the training shots (``k`` =
+min(5, smallest class count), shuffled with seed 0, standardised within each fold). Without a
+val split, or with one shot per class and an overlapping val split, ``TRAINER.LOGREG.C`` is used.
+``result.json`` records the rule (``logreg_c_selection``: ``val``, ``cv<k>-train`` or ``config``).
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -92,6 +100,9 @@ def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [(x - mean) / std for x in (train, *others)]
 
 
+CV_FOLDS = 5  # folds of the cross-validation on the training shots (fewer for tiny classes)
+
+
 def _fit(x: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> Any:
     import warnings
 
@@ -102,6 +113,18 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return clf.fit(x, y)
+
+
+def _search(acc: Callable[[float], float], grid: list[float], refine_steps: int) -> float:
+    """The C of highest ``acc`` on ``grid`` (ties: smaller C), refined in log space."""
+    best = min(sorted(grid), key=lambda c: (-acc(c), c))
+    width = 1.0
+    for _ in range(refine_steps):
+        for c in (best * 10.0**-width, best * 10.0**width):
+            if acc(c) > acc(best):
+                best = c
+        width /= 2
+    return best
 
 
 def choose_c(
@@ -124,14 +147,60 @@ def choose_c(
             tried[c] = 100.0 * float((clf.predict(val[0]) == val[1]).mean())
         return tried[c]
 
-    best = min(sorted(grid), key=lambda c: (-acc(c), c))
-    width = 1.0
-    for _ in range(refine_steps):
-        for c in (best * 10.0**-width, best * 10.0**width):
-            if acc(c) > acc(best):
-                best = c
-        width /= 2
-    return best, list(tried.items())
+    return _search(acc, grid, refine_steps), list(tried.items())
+
+
+def cv_folds(labels: np.ndarray, max_folds: int = CV_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified, shuffled (seed 0) ``k``-fold splits of the training shots, ``k`` =
+    min(``max_folds``, smallest class count); ``[]`` when a class has a single shot."""
+    from sklearn.model_selection import StratifiedKFold
+
+    k = min(max_folds, int(np.bincount(labels)[np.unique(labels)].min()))
+    if k < 2:
+        return []
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=0)
+    return list(folds.split(np.zeros(len(labels)), labels))
+
+
+def choose_c_cv(
+    train: tuple[np.ndarray, np.ndarray],
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    grid: list[float],
+    refine_steps: int,
+    max_iter: int,
+) -> tuple[float, list[tuple[float, float]]]:
+    """As :func:`choose_c`, scored by the pooled held-out accuracy over ``folds`` of the raw
+    (unstandardised) training features ``train``; each fold is standardised with its own part."""
+    x, y = train
+    tried: dict[float, float] = {}
+
+    def acc(c: float) -> float:
+        if c not in tried:
+            right = 0
+            for fit_idx, held_idx in folds:
+                xf, xh = standardise(x[fit_idx], x[held_idx])
+                right += int((_fit(xf, y[fit_idx], c, max_iter).predict(xh) == y[held_idx]).sum())
+            tried[c] = 100.0 * right / len(y)
+        return tried[c]
+
+    return _search(acc, grid, refine_steps), list(tried.items())
+
+
+def overlaps_test(items: list, test: list) -> bool:
+    """Whether any Datum of ``items`` is an image of ``test`` (same normalised file path)."""
+    keys = {os.path.realpath(d.impath) for d in test}
+    return any(os.path.realpath(d.impath) in keys for d in items)
+
+
+def c_selection_images(dataset: Any) -> tuple[str, list]:
+    """Which images choose C: ``("val", val)`` when the val split shares no image with the test
+    set, ``("train", train_x)`` (cross-validation on the shots) when it does, ``("config", [])``
+    without a val split."""
+    if not dataset.val:
+        return "config", []
+    if overlaps_test(dataset.val, dataset.test):
+        return "train", list(dataset.train_x)
+    return "val", list(dataset.val)
 
 
 class _FeatureProbe(MIMLinear):
@@ -211,21 +280,31 @@ class MIMLogreg(_FeatureProbe):
         if not grid or any(not (c > 0 and math.isfinite(c)) for c in grid):
             raise SarjepaError(f"TRAINER.LOGREG.C_GRID must hold positive numbers, got {grid}")
         x, y = self.train_x
-        items = self.dataset.val
-        if items:
+        xd, yn = x.double().numpy(), y.numpy()
+        rule, items = c_selection_images(self.dataset)
+        refine = int(opts.REFINE_STEPS)
+        folds = cv_folds(yn) if rule == "train" else []
+        xs = standardise(xd)[0]
+        if rule == "val":
             vx, vy = self._split(items, "val features")
-            xs, vxs = standardise(x.double().numpy(), vx.double().numpy())
-            self.c, self.tried = choose_c(
-                (xs, y.numpy()), (vxs, vy.numpy()), grid, int(opts.REFINE_STEPS), max_iter
-            )
-            best = dict(self.tried)[self.c]
-            self.log(f"logreg: C = {self.c:.4g} (val accuracy {best:.1f}%, {len(self.tried)} fits)")
+            xs, vxs = standardise(xd, vx.double().numpy())
+            self.c, self.tried = choose_c((xs, yn), (vxs, vy.numpy()), grid, refine, max_iter)
+            self.c_selection = "val"
+        elif folds:
+            self.c, self.tried = choose_c_cv((xd, yn), folds, grid, refine, max_iter)
+            self.c_selection = f"cv{len(folds)}-train"
         else:
-            xs = standardise(x.double().numpy())[0]
-            self.c, self.tried = float(opts.C), []
-            self.log(f"logreg: no val split, C = TRAINER.LOGREG.C = {self.c:.4g}")
-        self.stats = feature_stats(x.double().numpy())
-        self.clf = _fit(xs, y.numpy(), self.c, max_iter)
+            self.c, self.tried, self.c_selection = float(opts.C), [], "config"
+        if self.tried:
+            best = dict(self.tried)[self.c]
+            self.log(
+                f"logreg: C = {self.c:.4g} ({self.c_selection} accuracy {best:.1f}%, "
+                f"{len(self.tried)} fits)"
+            )
+        else:
+            self.log(f"logreg: C = TRAINER.LOGREG.C = {self.c:.4g} (no test-free val split)")
+        self.stats = feature_stats(xd)
+        self.clf = _fit(xs, yn, self.c, max_iter)
 
     def scores(self, feats: Tensor) -> Tensor:
         mean, std = self.stats
@@ -235,4 +314,9 @@ class MIMLogreg(_FeatureProbe):
         return torch.from_numpy(proba)
 
     def provenance(self) -> dict[str, Any]:
-        return dict(super().provenance(), logreg_c=self.c, logreg_c_search=self.tried)
+        return dict(
+            super().provenance(),
+            logreg_c=self.c,
+            logreg_c_selection=self.c_selection,
+            logreg_c_search=self.tried,
+        )
