@@ -8,6 +8,7 @@ from typing import Any
 from sarjepa.benchmark.core.errors import SarjepaError, unknown
 from sarjepa.pretrain.checkpoint_ref import CheckpointRef, resolve_checkpoint
 from sarjepa.pretrain.models import build_vit
+from sarjepa.pretrain.models.vit import POS_EMBEDS
 from sarjepa.pretrain.weights import LoadedEncoder, Log, arch_str, load_encoder
 
 
@@ -39,8 +40,8 @@ def backbone_overrides(cfg: Any) -> dict[str, Any]:
             out[arch_key] = v
     pos = str(bb.get("POS_EMBED", "") or "").strip().lower()
     if pos:
-        if pos not in ("irpe", "sincos", "none"):
-            raise unknown("MODEL.BACKBONE.POS_EMBED", pos, ("irpe", "sincos", "none"))
+        if pos not in POS_EMBEDS:
+            raise unknown("MODEL.BACKBONE.POS_EMBED", pos, POS_EMBEDS)
         out["pos_embed"] = pos
     cls = bb.get("CLASS_TOKEN", "")
     if cls not in ("", None):

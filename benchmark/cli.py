@@ -10,11 +10,25 @@ import sys
 
 from sarjepa.benchmark import __version__
 from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.docs_lists import fill_help
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help fills in registry lists when it is printed.
+
+    Help texts that name registered things (trainers, datasets, bundled configs, ...) are
+    :class:`benchmark.docs_lists.Listed` templates; filling them only for ``--help`` keeps the
+    registries (and torch) out of every other start-up. Sub-parsers inherit this class.
+    """
+
+    def format_help(self) -> str:
+        fill_help(self)
+        return super().format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every subcommand found in ``benchmark.commands``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sarjepa",
         description="Self-supervised pretraining (SAR-JEPA and baselines) and few-shot "
         "benchmarks for SAR target recognition.",

@@ -202,6 +202,17 @@ def get_cfg_default() -> CN:
     return cfg
 
 
+def bundled_configs(folder: str = "") -> list[str]:
+    """Sorted names of the bundled configs under ``benchmark/configs/<folder>/``.
+
+    A name is the YAML's path relative to that folder without ``.yaml``, as ``--config-file``
+    takes it: ``bundled_configs("trainers")`` gives ``MIM_finetune/vit_b16``, ...,
+    ``bundled_configs("datasets")`` gives ``mstar_soc``, ....
+    """
+    base = CONFIG_DIR / folder
+    return sorted(f.relative_to(base).as_posix()[: -len(".yaml")] for f in base.rglob("*.yaml"))
+
+
 def resolve_config_file(path: str | Path) -> Path:
     """Return ``path`` if it is a file, else the bundled config it names.
 

@@ -113,6 +113,11 @@ def get_cfg_default() -> CN:
     return _C.clone()
 
 
+def bundled_config_names() -> list[str]:
+    """Sorted names of the bundled configs (``pretrain/configs/<name>.yaml``), e.g. ``mae_tiny``."""
+    return sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
+
+
 def resolve_config_file(path: str) -> Path:
     """Accept a path, or the stem/name of a bundled config (e.g. ``sarjepa_tiny``)."""
     p = Path(path)
@@ -121,8 +126,7 @@ def resolve_config_file(path: str) -> Path:
     for cand in (CONFIG_DIR / p.name, CONFIG_DIR / f"{p.name}.yaml"):
         if not p.parent.name and cand.is_file():
             return cand
-    known = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
-
+    known = bundled_config_names()
     raise SarjepaError(
         f"config file '{path}' not found{closest(p.stem, known)}; bundled: {', '.join(known)}"
     )

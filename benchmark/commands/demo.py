@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark.docs_lists import Listed, ListedChoices, demo_presets
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument(
-        "--preset", default="cpu", choices=["cpu", "gpu"], help="bundled settings (default: cpu)"
+        "--preset",
+        default="cpu",
+        choices=ListedChoices(demo_presets),
+        metavar="PRESET",  # a metavar keeps argparse from listing the choices at start-up
+        help=Listed("bundled settings, of: {demo_presets} (default: cpu)"),
     )
     p.add_argument("--config", default=None, help="a demo YAML instead of the preset's")
     p.add_argument("--jobs", type=int, default=1, help="parallel grid cells (processes)")

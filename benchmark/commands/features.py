@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark.docs_lists import IMAGE_PATHS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint file (MODEL.INIT_WEIGHTS), or none for a random init of "
         "MODEL.BACKBONE.NAME (as in grid; seeded by SEED when SEED >= 0)",
     )
-    p.add_argument("--images", nargs="+", required=True, metavar="PATH", help="images or folders")
+    p.add_argument("--images", nargs="+", required=True, metavar="PATH", help=IMAGE_PATHS)
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--pool", choices=("cls", "mean"), default=None, help="default: the model's")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from sarjepa.benchmark.docs_lists import Listed
+
 GRID_FILE_KEYS = (
     "methods",
     "datasets",
@@ -34,18 +36,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME=WEIGHTS",
         help="WEIGHTS: a checkpoint, several comma-separated (one per pretraining run), or none",
     )
-    p.add_argument("--datasets", nargs="+", help="e.g. MSTAR_SOC New_FUSAR SAR_ACD")
+    p.add_argument("--datasets", nargs="+", help=Listed("any of: {datasets}"))
     p.add_argument("--shots", nargs="+", type=int, help="default: 10 20 40")
     p.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 3 4")
     p.add_argument(
         "--protocols",
         nargs="+",
-        help="any of finetune linear knn logreg (default: finetune linear)",
+        help=Listed("any of: {protocols} (default: {default_protocols})"),
     )
     p.add_argument("--root", help="folder holding the dataset folders")
     p.add_argument(
         "--trainer-config",
-        help="name under benchmark/configs/trainers/<TRAINER>/ (default vit_b16) or a YAML path",
+        help=Listed("a bundled name ({trainer_config_names}; default vit_b16) or a YAML path"),
     )
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (GPUs round-robin)")

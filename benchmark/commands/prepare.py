@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark.docs_lists import Listed, ListedChoices, mstar_layouts
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -14,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="what", metavar="DATASET")
     m = sub.add_parser(
         "mstar",
-        help="MSTAR_SOC / MSTAR_EOC1 / MSTAR_EOC2C / MSTAR_EOC2V from the public MSTAR release",
+        help=Listed("{mstar_datasets} from the public MSTAR release"),
         description="Scan the MSTAR public release (the MSTAR_PUBLIC_* CD folders with chips "
         "converted to JPEG by the MSTAR tools), print what it holds, and build the chosen "
         "protocols' layouts under OUT (hard links, else copies; the source is only read), each "
@@ -27,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--protocol",
         nargs="+",
         default=["soc"],
-        choices=["soc", "eoc1", "eoc2c", "eoc2v", "all"],
-        help="layouts to build (default soc)",
+        choices=ListedChoices(lambda: [*mstar_layouts(), "all"]),
+        metavar="PROTOCOL",  # a metavar keeps argparse from listing the choices at start-up
+        help=Listed("layouts to build, of: {mstar_protocols}, all (default soc)"),
     )
     m.add_argument(
         "--pool",

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-DESCRIPTION = """\
-Pretrain a ViT on a folder of unlabeled SAR images (searched recursively; jpg, jpeg, png, tif,
-tiff, bmp; 8- or 16-bit; colour is converted to gray). Writes OUTPUT/checkpoint-<epoch>.pth (the
-authors' dict format) with a JSON sidecar, log.txt (one JSON line per epoch) and config.yaml.
+from sarjepa.benchmark.docs_lists import Listed
+
+DESCRIPTION = Listed("""\
+Pretrain a ViT on a folder of unlabeled SAR images (searched recursively; 8- or 16-bit; colour is
+converted to gray). Writes OUTPUT/checkpoint-<epoch>.pth (the authors' dict format) with a JSON
+sidecar, log.txt (one JSON line per epoch) and config.yaml.
 Trailing KEY VALUE pairs override the config (e.g. TRAIN.EPOCHS 100 TRAIN.BATCH_SIZE 64).
 Several GPUs: torchrun --nproc_per_node N -m sarjepa pretrain ...
-Bundled configs: sarjepa_vit_b16 (the paper); SAR-JEPA with other targets: sarjepa_gauss_vit_b16,
-sarjepa_pixel_vit_b16, sarjepa_hog_vit_b16, sarjepa_sar_hog_vit_b16, sarjepa_lowpass_vit_b16;
-baselines with their own recipes: lomar_vit_b16 (upstream LoMaR), maskfeat_vit_b16, mae_vit_b16,
-fgmae_vit_b16; tiny CPU configs: <name>_tiny (sarjepa, sarjepa_pixel, lomar, maskfeat, mae,
-fgmae)."""
+Image files (any case): {image_extensions}.
+Methods (METHOD.NAME): {methods}.
+Bundled configs (--config NAME; <method>_vit_b16 is a method's paper-scale recipe, sarjepa_vit_b16
+the paper's, <method>_tiny a CPU smoke config): {pretrain_configs}.""")
 
 
 def register(subparsers) -> None:

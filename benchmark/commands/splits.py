@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-DESCRIPTION = """\
+from sarjepa.benchmark.docs_lists import Listed
+
+DESCRIPTION = Listed("""\
 List the dataset, draw the K-shot split of one seed exactly as `sarjepa train` does, and write
 {"train": [...], "val": [...], "test": [...]}: image paths relative to the dataset folder (with /
 separators) in the order the harness uses them. The file's sha256 is the split_hash recorded in
-result.json. Datasets: MSTAR_SOC, New_FUSAR, SAR_ACD, SARFolder (lower-case names work).
-Trailing KEY VALUE pairs override the config (e.g. DATASET.SARFOLDER.TEST_FRACTION 0.8)."""
+result.json. Datasets (any letter case): {datasets}.
+Trailing KEY VALUE pairs override the config (e.g. DATASET.SARFOLDER.TEST_FRACTION 0.8).""")
 
 
 def register(subparsers) -> None:
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset name")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="DATASET.NAME (listed above)")
     p.add_argument("--root", required=True, metavar="DIR", help="folder holding the dataset")
     p.add_argument("--shots", type=int, required=True, metavar="K", help="images per class")
     p.add_argument("--seed", type=int, required=True, metavar="S", help="run seed (0 is a seed)")
@@ -32,7 +34,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("--cache-dir", default="", metavar="DIR", help="split cache (RUN.CACHE_DIR)")
     p.add_argument(
-        "--dataset-config-file", default="", metavar="FILE", help="optional dataset YAML"
+        "--dataset-config-file",
+        default="",
+        metavar="FILE",
+        help=Listed("optional dataset YAML: a path or a bundled name ({dataset_configs})"),
     )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     p.set_defaults(func=run)

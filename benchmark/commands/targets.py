@@ -15,6 +15,7 @@ import numpy as np
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.images import expand_image_paths
 from sarjepa.benchmark.core.io import atomic_numpy_save, atomic_write
+from sarjepa.benchmark.docs_lists import IMAGE_PATHS, Listed
 
 
 def register(subparsers) -> None:
@@ -27,15 +28,13 @@ def register(subparsers) -> None:
         "a pretraining target: OUT.npz with 'maps' (N, C, H, W) float32 and 'files' (N,). For "
         "gf, C is the number of scales in the order given.",
     )
-    p.add_argument(
-        "--kind", required=True, help="target name: gf, gf_gauss, pixel, lowpass, hog, sar_hog"
-    )
+    p.add_argument("--kind", required=True, help=Listed("target name, one of: {targets}"))
     p.add_argument(
         "--images",
         required=True,
         nargs="+",
         metavar="PATH",
-        help="image files or folders (searched recursively for jpg/jpeg/png/tif/tiff/bmp)",
+        help=IMAGE_PATHS,
     )
     p.add_argument("--out", required=True, metavar="OUT.npz", help="output .npz file")
     p.add_argument("--png", metavar="OUT.png", help="also draw each image beside its maps")

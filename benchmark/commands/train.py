@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark.docs_lists import Listed
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="fine-tune or linear-probe one (dataset, shots, seed) cell",
+        help="train and test one few-shot (dataset, shots, seed) cell with any trainer",
         description="Run one few-shot cell like Dassl's train.py: config = defaults <- "
         "--dataset-config-file <- --config-file <- flags <- trailing KEY VALUE overrides. Writes "
         "OUTPUT_DIR/log.txt (Dassl's log, ending with the '=> result' block) and, as its last "
@@ -19,9 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--root", default="", help="folder holding the datasets (DATASET.ROOT)")
     p.add_argument("--seed", type=int, default=None, help="run seed (SEED); 0 is a real seed")
-    p.add_argument("--trainer", default="", help="MIM_finetune | MIM_linear (TRAINER.NAME)")
-    p.add_argument("--dataset-config-file", default="", help="dataset YAML (path or bundled name)")
-    p.add_argument("--config-file", default="", help="trainer YAML (path or bundled name)")
+    p.add_argument("--trainer", default="", help=Listed("TRAINER.NAME, one of: {trainers}"))
+    p.add_argument(
+        "--dataset-config-file",
+        default="",
+        help=Listed("dataset YAML: a path or a bundled name ({dataset_configs})"),
+    )
+    p.add_argument(
+        "--config-file",
+        default="",
+        help=Listed("trainer YAML: a path or a bundled name ({trainer_configs})"),
+    )
     p.add_argument("--output-dir", default="", help="run folder (OUTPUT_DIR)")
     p.add_argument(
         "--strict-shots",

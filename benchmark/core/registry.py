@@ -69,5 +69,9 @@ class Registry(Generic[T]):
         """Sorted canonical names."""
         return sorted(self._items)
 
+    def aliases(self, name: str) -> list[str]:
+        """Sorted aliases of the canonical name ``name`` (``[]`` if it has none)."""
+        return sorted(a for a, key in self._aliases.items() if key == name)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

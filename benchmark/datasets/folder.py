@@ -37,8 +37,8 @@ class SARFolder(DatasetBase):
         ROOT/<class>/**/<image>          TEST_FRACTION (0.5) of each class -> test set and val pool
 
     Classes are the folder names (sorted; labels 0..C-1 in that order); test classes must also
-    exist in the train split. Extensions (any case): png, jpg, jpeg, bmp, tif, tiff, gif, webp,
-    pgm. Sampling is the same protocol as the fixed datasets: K-shot train, min(K, 10)-shot val.
+    exist in the train split. Extensions: :data:`benchmark.core.images.IMAGE_EXTENSIONS` (any
+    case). Sampling is the same protocol as the fixed datasets: K-shot train, min(K, 10)-shot val.
     """
 
     def __init__(self, cfg: Any) -> None:
