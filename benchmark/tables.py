@@ -33,7 +33,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +194,39 @@ def collect_runs(run_dir: str | Path) -> tuple[list[Run], list[str]]:
                 path=cell_dir.relative_to(root).as_posix(),
             )
         )
+    runs.sort(key=lambda r: (r.method, r.dataset, r.protocol, r.shots, r.seed, r.path))
+    return runs, warnings
+
+
+def collect_many(run_dirs: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
+    """:func:`collect_runs` of several run folders, merged (one folder: exactly its result).
+
+    With several folders each run's ``path`` is prefixed with its folder as given.
+
+    Raises:
+        SarjepaError: no folder given, or one cell (dataset, protocol, method, shots, seed) is
+            found in two folders.
+    """
+    if not run_dirs:
+        raise SarjepaError("no run folder given")
+    if len(run_dirs) == 1:
+        return collect_runs(run_dirs[0])
+    runs: list[Run] = []
+    warnings: list[str] = []
+    seen: dict[tuple[str, str, str, int, int], str] = {}
+    for run_dir in run_dirs:
+        found, warns = collect_runs(run_dir)
+        warnings += warns
+        prefix = Path(run_dir).as_posix().rstrip("/")
+        for r in found:
+            key = (r.dataset, r.protocol, r.method, r.shots, r.seed)
+            if key in seen:
+                raise SarjepaError(
+                    f"cell {r.dataset}/{r.protocol}/{r.method}_{r.shots}shots/seed{r.seed} is in "
+                    f"both '{seen[key]}' and '{run_dir}'; give each cell once"
+                )
+            seen[key] = str(run_dir)
+            runs.append(replace(r, path=f"{prefix}/{r.path}"))
     runs.sort(key=lambda r: (r.method, r.dataset, r.protocol, r.shots, r.seed, r.path))
     return runs, warnings
 
@@ -418,11 +451,14 @@ COMPARISON_FIELDS = [
 
 
 def write_tables(
-    run_dir: str | Path,
+    run_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path | None = None,
     reference: str | Sequence[str] | None = None,
 ) -> dict[str, object]:
     """Collect the runs under ``run_dir`` and write the tables into ``out_dir`` (default run_dir).
+
+    ``run_dir``: one folder, or several merged by :func:`collect_many` (then ``out_dir`` is
+    required).
 
     ``reference``: one method or several; every other method is compared with each (paired over
     seeds), in the order given.
@@ -431,10 +467,14 @@ def write_tables(
         ``{"runs": [...], "summary": [...], "comparison": [...], "markdown": str,
         "warnings": [...], "files": [paths written]}``.
     """
-    runs, warnings = collect_runs(run_dir)
+    dirs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    if len(dirs) > 1 and out_dir is None:
+        raise SarjepaError("several run folders are merged into one table: name its folder (--out)")
+    runs, warnings = collect_many(dirs)
     if not runs:
-        raise SarjepaError(f"no finished runs (result.json or Dassl log.txt) under {run_dir}")
-    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+        where = ", ".join(str(d) for d in dirs)
+        raise SarjepaError(f"no finished runs (result.json or Dassl log.txt) under {where}")
+    out = Path(out_dir) if out_dir is not None else Path(dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(runs)
     refs = [reference] if isinstance(reference, str) else list(reference or [])
