@@ -7,10 +7,10 @@ archive. It shows
 * the summary tables (mean ± std, the 95 % interval and n over seeds, per protocol) and the paired
   comparisons against reference methods, computed by :mod:`benchmark.tables`;
 * accuracy against shots (:func:`benchmark.plots.plot_accuracy_vs_shots`);
-* per method x dataset x protocol: per-class accuracy against shots and one confusion matrix per
-  shots, summed over seeds, from each cell's ``predictions.csv`` (:mod:`benchmark.predictions`);
 * per method x dataset: a t-SNE map of the frozen encoder's test features, coloured by class
-  (:mod:`benchmark.report.embedding`).
+  (:mod:`benchmark.report.embedding`);
+* per method x dataset x protocol: per-class accuracy against shots and one confusion matrix per
+  shots, summed over seeds, from each cell's ``predictions.csv`` (:mod:`benchmark.predictions`).
 
 Modules: :mod:`~benchmark.report.cells` (what the run folder holds),
 :mod:`~benchmark.report.embedding` (features and t-SNE), :mod:`~benchmark.report.figures`

@@ -76,7 +76,6 @@ def write_report(
             or a reference method has no runs.
     """
     from sarjepa.benchmark.tables import chance_levels, collect_many, compare, summarise
-    from tqdm import tqdm
 
     dirs = _check_dirs([run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs))
     if out is None and len(dirs) > 1:
@@ -118,36 +117,12 @@ def write_report(
         f'src="{data_uri(png)}"></section>'
     )
 
-    nav.append(("classes", "Per-class accuracy"))
-    sections.append(_classes_section(confusions(cells)))
-
     if embeddings:
         nav.append(("embedding", "Embeddings"))
-        reps = representative(cells)
         show = progress if progress is not None else sys.stderr.isatty()
-        figs = []
-        for (dataset, method), cell in tqdm(
-            sorted(reps.items()), desc="t-SNE", disable=not show, leave=False
-        ):
-            emb = embed(cell, max_points=max_points)
-            if emb.note:
-                log(f"warning: no embedding of {method} on {dataset}: {emb.note}")
-                figs.append(
-                    f'<figure class="embedding-missing"><p class="note">{H.esc(method)} - '
-                    f"{H.esc(dataset)}: {H.esc(emb.note)}</p></figure>"
-                )
-                continue
-            figs.append(
-                f'<figure><img class="embedding" alt="t-SNE of {H.esc(method)} on '
-                f'{H.esc(dataset)}" src="{data_uri(embedding_png(emb))}">'
-                f"<figcaption>{H.esc(emb.source)}</figcaption></figure>"
-            )
-        sections.append(
-            '<section id="embedding"><h2>Test-feature embeddings (t-SNE)</h2><p class="note">'
-            "Pooled features of the frozen pretrained encoder (before any fine-tuning), "
-            "L2-normalised, t-SNE with a fixed seed; colour = true class.</p>"
-            f'<div class="grid">{"".join(figs)}</div></section>'
-        )
+        sections.append(_embedding_section(cells, max_points, show, log))
+    nav.append(("classes", "Per-class accuracy"))
+    sections.append(_classes_section(confusions(cells)))
 
     versions = _versions(cells)
     meta = f"{len(runs)} finished cells from {H.esc(', '.join(str(d) for d in dirs))}" + (
@@ -158,6 +133,35 @@ def write_report(
     )
     atomic_write_text(text, target)
     return target
+
+
+def _embedding_section(
+    cells: list, max_points: int, progress: bool, log: Callable[[str], None]
+) -> str:
+    from tqdm import tqdm
+
+    figs = []
+    reps = sorted(representative(cells).items())
+    for (dataset, method), cell in tqdm(reps, desc="t-SNE", disable=not progress, leave=False):
+        emb = embed(cell, max_points=max_points)
+        if emb.note:
+            log(f"warning: no embedding of {method} on {dataset}: {emb.note}")
+            figs.append(
+                f'<figure class="embedding-missing"><p class="note">{H.esc(method)} - '
+                f"{H.esc(dataset)}: {H.esc(emb.note)}</p></figure>"
+            )
+            continue
+        figs.append(
+            f'<figure><img class="embedding" alt="t-SNE of {H.esc(method)} on '
+            f'{H.esc(dataset)}" src="{data_uri(embedding_png(emb))}">'
+            f"<figcaption>{H.esc(emb.source)}</figcaption></figure>"
+        )
+    return (
+        '<section id="embedding"><h2>Test-feature embeddings (t-SNE)</h2><p class="note">'
+        "Pooled features of the frozen pretrained encoder (before any fine-tuning), "
+        "L2-normalised, t-SNE with a fixed seed; colour = true class.</p>"
+        f'<div class="grid">{"".join(figs)}</div></section>'
+    )
 
 
 def _classes_section(groups: dict) -> str:

@@ -19,10 +19,10 @@ p.meta,p.note,figcaption{color:#555;font-size:12px}
 table{border-collapse:collapse;margin:6px 0 12px}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.name,th.name{text-align:left}
-table.confusion td{min-width:26px;text-align:center;font-size:12px}
-table.confusion th{font-size:11px}
+table.confusion td{min-width:22px;padding:1px 3px;text-align:center;font-size:11px}
+table.confusion th{font-size:10px;padding:1px 3px}
 .grid{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
-figure{margin:0}img{max-width:100%}
+figure{margin:0;max-width:440px}img{max-width:100%}
 nav a{margin-right:12px}
 """
 
