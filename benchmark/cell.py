@@ -18,7 +18,12 @@ Lifecycle of :func:`run` (Dassl's ``train.py`` + ``TrainerX``, restated):
     {"format", "dataset", "trainer", "method", "shots", "seed",
      "metrics": {"accuracy", "error", "macro_f1", "total", "correct", "per_class_accuracy"},
      "provenance": {"config", "split_hash", "checkpoint", "checkpoint_sha256", "code_version",
-                    "torch_version", "device", "amp", "wall_time_s", "started", "finished", ...}}
+                    "torch_version", "versions": {"sarjepa", "torch", "timm", "numpy",
+                    "scikit-learn"}, "device", "amp", "wall_time_s", "started", "finished", ...},
+     "predictions": {"file", "split", "image_root", "classnames"}}
+
+   ``predictions.csv`` (one row per evaluated image, see :mod:`benchmark.predictions`) is written
+   just before it.
 """
 
 from __future__ import annotations
@@ -144,6 +149,24 @@ def _dataset_name(cfg: Any) -> str:
         return str(cfg.DATASET.NAME)
 
 
+def _write_predictions(out: Path, dataset: Any, evaluated: Any) -> dict[str, Any]:
+    """``out/predictions.csv`` of the evaluated items; the ``predictions`` block of the result."""
+    from sarjepa.benchmark.predictions import write_predictions
+
+    root = str(getattr(dataset, "dataset_dir", "") or "")
+    names = dict(dataset.lab2cname)  # the class of each index (labels may skip an index)
+    images = [dataset.relpath(d) if root else str(d.impath) for d in evaluated.items]
+    return write_predictions(
+        out,
+        images,
+        evaluated.y_true,
+        evaluated.y_pred,
+        [str(names.get(i, i)) for i in range(int(dataset.num_classes))],
+        evaluated.split,
+        root,
+    )
+
+
 def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
     """Run one cell and return the ``result.json`` dict (see the module docstring).
 
@@ -155,7 +178,7 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
         SarjepaError: bad input (nothing written when raised before training starts).
     """
     from sarjepa.benchmark.core.configs import cfg_to_dict
-    from sarjepa.benchmark.core.provenance import code_version
+    from sarjepa.benchmark.core.provenance import code_version, library_versions
     from sarjepa.benchmark.datasets import build_dataset
     from sarjepa.benchmark.trainers import TRAINER_REGISTRY
 
@@ -199,6 +222,7 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
 
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").unlink(missing_ok=True)
+        (out / "predictions.csv").unlink(missing_ok=True)
         runlog.attach(out / "log.txt")
         trainer.train()
         log("Finish training")
@@ -219,6 +243,7 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
             **trainer.provenance(),
             "code_version": code_version(),
             "torch_version": torch.__version__,
+            "versions": library_versions(),
             "device": str(device),
             "amp": amp,
             "num_train": len(dataset.train_x),
@@ -238,5 +263,7 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
             "metrics": metrics,
             "provenance": prov,
         }
+        if trainer.evaluated is not None:
+            result["predictions"] = _write_predictions(out, dataset, trainer.evaluated)
         atomic_write_json(result, out / "result.json")
     return result

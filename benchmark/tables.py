@@ -250,6 +250,40 @@ def _records(df: pd.DataFrame) -> list[dict[str, object]]:
     return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
+def collect_many(run_dirs: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
+    """:func:`collect_runs` of several run folders, merged (one folder: exactly its result).
+
+    With several folders each run's ``path`` is prefixed with its folder as given.
+
+    Raises:
+        SarjepaError: no folder given, or one cell (dataset, protocol, method, shots, seed) is
+            found in two folders.
+    """
+    if not run_dirs:
+        raise SarjepaError("no run folder given")
+    if len(run_dirs) == 1:
+        return collect_runs(run_dirs[0])
+    runs: list[Run] = []
+    warnings: list[str] = []
+    seen: dict[tuple[str, str, str, str, int, int], str] = {}
+    for run_dir in run_dirs:
+        found, warns = collect_runs(run_dir)
+        warnings += warns
+        prefix = Path(run_dir).as_posix().rstrip("/")
+        for r in found:
+            key = (r.dataset, r.protocol, r.method, r.pretrain_run, r.shots, r.seed)
+            if key in seen:
+                label = f"{r.method}@{r.pretrain_run}" if r.pretrain_run else r.method
+                raise SarjepaError(
+                    f"cell {r.dataset}/{r.protocol}/{label}_{r.shots}shots/seed{r.seed} is in "
+                    f"both '{seen[key]}' and '{run_dir}'; give each cell once"
+                )
+            seen[key] = str(run_dir)
+            runs.append(replace(r, path=f"{prefix}/{r.path}"))
+    runs.sort(key=lambda r: (r.method, r.dataset, r.protocol, r.shots, r.seed, r.path))
+    return runs, warnings
+
+
 def chance_levels(runs: list[Run]) -> dict[str, float]:
     """Accuracy (%) of guessing per dataset, ``100 / classes``, where the runs record classes."""
     return {r.dataset: 100.0 / r.num_classes for r in runs if r.num_classes}
@@ -481,11 +515,14 @@ def latex_table(summary: pd.DataFrame) -> str:
 
 
 def write_tables(
-    run_dir: str | Path,
+    run_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path | None = None,
     reference: str | Sequence[str] | None = None,
 ) -> dict[str, object]:
     """Collect the runs under ``run_dir`` and write the tables into ``out_dir`` (default run_dir).
+
+    ``run_dir``: one folder, or several merged by :func:`collect_many` (then ``out_dir`` is
+    required).
 
     ``reference``: one method or several; every other method is compared with each (paired over
     seeds), in the order given.
@@ -494,10 +531,14 @@ def write_tables(
         ``{"runs": [...], "summary": [...], "comparison": [...], "markdown": str,
         "warnings": [...], "files": [paths written]}``.
     """
-    runs, warnings = collect_runs(run_dir)
+    dirs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    if len(dirs) > 1 and out_dir is None:
+        raise SarjepaError("several run folders are merged into one table: name its folder (--out)")
+    runs, warnings = collect_many(dirs)
     if not runs:
-        raise SarjepaError(f"no finished runs (result.json or Dassl log.txt) under {run_dir}")
-    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+        where = ", ".join(str(d) for d in dirs)
+        raise SarjepaError(f"no finished runs (result.json or Dassl log.txt) under {where}")
+    out = Path(out_dir) if out_dir is not None else Path(dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     summary = _summary_frame(runs)
     refs = [reference] if isinstance(reference, str) else list(reference or [])

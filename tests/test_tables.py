@@ -254,3 +254,30 @@ def test_methods_may_name_several_checkpoints(tmp_path: Path) -> None:
     for bad in (["a@1=x.pth"], ["mae=r1.pth,"], ["mae=a.pth,b.pth", "mae=c.pth"]):
         with pytest.raises(SarjepaError):
             parse_methods(bad)
+
+
+def test_several_run_folders_are_merged_and_a_cell_seen_twice_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for (method, protocol, shots), accs in ACC.items():
+        for seed, acc in enumerate(accs):  # seeds 0 and 1 in one folder, seed 2 in the other
+            _write_result(a if seed < 2 else b, method, protocol, shots, seed, acc)
+    whole = tmp_path / "whole"
+    for (method, protocol, shots), accs in ACC.items():
+        for seed, acc in enumerate(accs):
+            _write_result(whole, method, protocol, shots, seed, acc)
+    merged = write_tables([a, b], tmp_path / "merged")
+    assert merged["summary"] == write_tables(whole)["summary"]
+    folders = [r.path.split("/output/")[0] for r in merged["runs"]]
+    assert (folders.count(a.as_posix()), folders.count(b.as_posix())) == (8, 4)
+    assert main(["table", str(a), str(b), "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "summary.csv").read_text() == (whole / "summary.csv").read_text()
+    capsys.readouterr()
+    _write_result(b, "sarjepa", "linear", 10, 0, 99.0)  # seed 0 is in a too
+    assert main(["table", str(a), str(b), "--out", str(tmp_path / "cli")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "sarjepa_10shots/seed0" in err and f"'{a}'" in err and f"'{b}'" in err
+    assert main(["table", str(a), str(b)]) == 2  # where would the merged table go?
+    assert "--out" in capsys.readouterr().err

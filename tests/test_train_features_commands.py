@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from _bench_run_helpers import (
     features_of,
@@ -18,8 +19,10 @@ from _bench_run_helpers import (
 )
 from PIL import Image
 from sarjepa.benchmark.cli import main
+from sarjepa.benchmark.predictions import confusion_matrix, per_class_accuracy, read_predictions
 
 RESULT_KEYS = {"format", "dataset", "trainer", "method", "shots", "seed", "metrics", "provenance"}
+RESULT_KEYS |= {"predictions"}
 PROV_KEYS = {
     "config",
     "split_hash",
@@ -27,6 +30,7 @@ PROV_KEYS = {
     "checkpoint_sha256",
     "code_version",
     "torch_version",
+    "versions",
     "device",
     "amp",
     "wall_time_s",
@@ -99,6 +103,19 @@ def test_finetune_cell_learns_and_writes_the_run_folder(root, tmp_path, capsys):
     assert prov["device"] == "cpu" and prov["amp"] == "off" and prov["checkpoint"] == ""
     assert re.fullmatch(r"[0-9a-f]{64}", prov["split_hash"])
     assert prov["config"]["SEED"] == 0 and prov["config"]["DATASET"]["NUM_SHOTS"] == 4
+    assert set(prov["versions"]) == {"sarjepa", "torch", "timm", "numpy", "scikit-learn"}
+    assert prov["versions"]["torch"] == torch.__version__
+    assert prov["versions"]["scikit-learn"] == sklearn.__version__
+    # the predictions file gives back the metrics
+    pred = read_predictions(out)
+    assert pred is not None and pred.classnames == list(m["per_class_accuracy"])
+    assert len(pred.images) == 30 and pred.split == "test"
+    assert all((root / "MSTAR_SOC" / im).is_file() for im in pred.images)
+    assert len(set(pred.images)) == 30
+    conf = confusion_matrix(pred.labels, pred.predictions, pred.num_classes)
+    assert conf.sum(axis=1).tolist() == [3] * 10 and int(conf.trace()) == m["correct"]
+    expected = list(m["per_class_accuracy"].values())
+    assert per_class_accuracy(conf).tolist() == pytest.approx(expected)
     lines = (out / "log.txt").read_text().splitlines()
     tail = lines[lines.index("Finish training") :]
     assert tail[3:9] == [

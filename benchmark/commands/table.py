@@ -1,4 +1,4 @@
-"""``sarjepa table RUN_DIR``: regenerate runs.csv / summary.{csv,md,tex} from a run folder."""
+"""``sarjepa table RUN_DIR [RUN_DIR ...]``: runs.csv / summary.{csv,md,tex} from run folders."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="aggregate a run folder into CSV / Markdown / LaTeX tables",
         description="Collect every finished cell (result.json, or an authors' Dassl log.txt) "
         "under RUN_DIR and write runs.csv, summary.csv, summary.md and summary.tex. A pure "
-        "function of the folder: regenerating gives byte-identical files.",
+        "function of the folder: regenerating gives byte-identical files. Several RUN_DIRs are "
+        "merged into one table (written to --out); a cell found in two of them is refused.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--out", default=None, help="where to write the tables (default: RUN_DIR)")
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="+")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="where to write the tables (default: RUN_DIR; required with several RUN_DIRs)",
+    )
     p.add_argument(
         "--reference",
         action="append",

@@ -71,3 +71,32 @@ def data_fingerprint(root: str | os.PathLike, files: Sequence[str]) -> str:
         st = os.stat(Path(root) / rel)
         h.update(f"{rel}\t{st.st_size}\t{int(st.st_mtime)}\n".encode())
     return h.hexdigest()
+
+
+#: Distributions whose versions change results, with their import names: torch and timm (the
+#: features), numpy and scikit-learn (the probes and metrics).
+VERSIONED = {"torch": "torch", "timm": "timm", "numpy": "numpy", "scikit-learn": "sklearn"}
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the project (:func:`code_version`) and of :data:`VERSIONED`, for provenance.
+
+    An imported module's ``__version__`` is preferred (it carries torch's local build tag, e.g.
+    ``+cu130``); otherwise the installed distribution's metadata is read; a missing one is ``""``.
+
+    Returns:
+        ``{"sarjepa": ..., "torch": ..., "timm": ..., "numpy": ..., "scikit-learn": ...}``.
+    """
+    import sys
+    from importlib import metadata
+
+    out = {"sarjepa": code_version()}
+    for dist, module in VERSIONED.items():
+        version = getattr(sys.modules.get(module), "__version__", None)
+        if version is None:
+            try:
+                version = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                version = ""
+        out[dist] = str(version)
+    return out

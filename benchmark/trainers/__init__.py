@@ -7,7 +7,8 @@
   logistic regression (C chosen on the val split) on cached frozen features; no optimiser.
 
 A trainer class takes ``(cfg, dataset, device, amp, log, progress)`` and offers ``train()``,
-``test() -> metrics`` and ``provenance()`` (see :class:`benchmark.trainers.base.TrainerBase`).
+``test() -> metrics`` (keeping what it predicted in ``evaluated``) and ``provenance()`` (see
+:class:`benchmark.trainers.base.TrainerBase`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import datetime
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -55,6 +56,17 @@ def preload(data: Dataset, num_workers: int = 0, batch_size: int = 64) -> Tensor
             xs.append(x)
             ys.append(torch.as_tensor(y, dtype=torch.int64))
     return TensorDataset(torch.cat(xs), torch.cat(ys))
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """What the last :meth:`TrainerBase.test` saw: the split, its items (``Datum``, in order),
+    their true labels and the predicted labels, ``(N,)`` each."""
+
+    split: str
+    items: list
+    y_true: list[int]
+    y_pred: list[int]
 
 
 class _Meter:
@@ -127,6 +139,8 @@ class TrainerBase:
 
     # ----------------------------------------------------------------- subclass interface
     model: nn.Module
+    #: Set by :meth:`test` (through :meth:`finish_eval`); None before.
+    evaluated: Evaluated | None = None
     #: False for trainers fitted in closed form or by a solver (the probes): no optimiser,
     #: no ``OPTIM`` schedule; they override :meth:`train` and :meth:`test`.
     gradient_trained: bool = True
@@ -311,7 +325,13 @@ class TrainerBase:
             with autocast(self.device, self.amp):
                 logits = self.forward_test(x.to(self.device, non_blocking=True))
             evaluator.process(logits.float(), y)
-        return evaluator.evaluate()
+        return self.finish_eval(split, items, evaluator)
+
+    def finish_eval(self, split: str, items: list, evaluator: Classification) -> dict[str, Any]:
+        """Report the evaluator's metrics and keep what was predicted in :attr:`evaluated`."""
+        metrics = evaluator.evaluate()
+        self.evaluated = Evaluated(split, list(items), list(evaluator.y_true), evaluator.y_pred)
+        return metrics
 
 
 def init_linear(layer: nn.Linear, std: float) -> nn.Linear:

@@ -245,7 +245,7 @@ class _FeatureProbe(MIMLinear):
         evaluator = Classification(self.lab2cname, bool(self.cfg.TEST.PER_CLASS_RESULT), self.log)
         self.log(f"Evaluate on the *{split}* set")
         evaluator.process(self.scores(feats).float(), labels)
-        return evaluator.evaluate()
+        return self.finish_eval(split, items, evaluator)
 
 
 @TRAINER_REGISTRY.register("MIM_knn")
