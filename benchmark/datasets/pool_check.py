@@ -13,9 +13,10 @@ project's one decoding policy), never from the file's bytes or name:
   chip), then both chips are decoded and compared pixel by pixel. On the public MSTAR release
   (SOC test set against its 14,671-chip pool) distinct chips of the same shape lie at least 1.31
   grey levels apart (median nearest 5.7), while a chip re-saved as JPEG at quality 95 or 75 lies
-  within 0.51. So it catches re-saves at high JPEG quality and any other sub-grey-level change;
-  it does NOT catch heavier recompression (quality 50: up to 6 grey levels, as far as distinct
-  chips), blur, brightness or contrast changes, resizing, crops, flips or rotations.
+  within 0.51 (200 test chips tried). So it catches re-saves at high JPEG quality and any other
+  sub-grey-level change; it does NOT catch heavier recompression (quality 50: up to 6 grey
+  levels, as far as distinct chips), blur, brightness or contrast changes, resizing, crops,
+  flips or rotations.
 
 Test sets are found under a dataset root as the registered datasets read them: each folder
 dataset's test split (``MSTAR_SOC/TEST``, ``New_FUSAR/Val``, ...), the whole image folder of a
