@@ -8,6 +8,15 @@ Everything goes under one output folder (default ``results/demo``)::
     OUT/summary.csv, summary.md, comparison.csv, accuracy_vs_shots.png   copies of the results
     OUT/verdict.md                 the comparisons the demo is about, Holm-corrected
 
+With ``--mstar RELEASE`` (the public MSTAR release as ``sarjepa prepare mstar`` reads it) the
+data stage builds the MSTAR SOC layout and the pretraining pool of every other release chip
+instead (hard links, kept between runs), checks the pool against the SOC test set by decoded
+content, and the methods pretrain on that pool with the config's ``mstar.pretrain_overrides``
+(default output ``results/demo-mstar``)::
+
+    OUT/data/MSTAR_SOC/            the SOC layout (``sarjepa prepare mstar``)
+    OUT/data/pool/                 every release chip outside the SOC test set, unlabeled
+
 Each stage is resumable: finished data, checkpoints and cells are reused when the demo is run
 again with the same settings. Two presets: ``cpu`` (``benchmark/configs/demo.yaml``, a 2-core
 CPU in about 10 minutes) and ``gpu`` (``benchmark/configs/demo_gpu.yaml``, one H100/H200 in
@@ -17,7 +26,9 @@ Demo YAML sections: ``synth`` (scale, seed), ``model`` (``MODEL.*`` shared by ev
 the random-init baseline), ``pretrain`` (``overrides`` for every method; ``methods``: name ->
 pretraining config name, or ``{config: NAME, overrides: {...}}`` for settings of that method
 only), ``benchmark`` (trainer config, overrides, per-protocol overrides), ``grid`` (datasets,
-shots, seeds, protocols) and optional ``verdict`` (``method``, ``references``, ``alpha``).
+shots, seeds, protocols), optional ``verdict`` (``method``, ``references``, ``alpha``) and
+optional ``mstar`` (``pretrain_overrides``: applied after the others when pretraining on the
+MSTAR pool, e.g. fewer epochs for the larger pool at the same sample budget).
 """
 
 from __future__ import annotations
@@ -106,8 +117,36 @@ def _synth_stage(conf: dict, data: Path, log) -> None:
     generate(data, seed=int(conf["synth"]["seed"]), scale=str(conf["synth"]["scale"]), force=True)
 
 
-def _pretrain_stage(conf: dict, data: Path, out: Path, device: str | None, log) -> dict[str, str]:
-    """Pretrain every method (resuming); returns ``label -> checkpoint`` with ``random: none``."""
+def _mstar_stage(conf: dict, release: str | Path, data: Path, log) -> Path:
+    """Build ``data/MSTAR_SOC`` and ``data/pool`` from the MSTAR release (kept when already
+    built from the same chips) and check the pool against the SOC test set; returns the pool.
+
+    Raises:
+        SarjepaError: the release lacks SOC chips, or the pool holds a SOC test image.
+    """
+    from sarjepa.benchmark.commands.prepare import check_built_pool
+    from sarjepa.benchmark.datasets import mstar_release as mr
+
+    log(f"[demo 1/3] MSTAR SOC and pretraining pool from {release} -> {data}")
+    chips, _unplaced = mr.scan_release(release)
+    mr.build_layout(release, data, "soc", chips=chips, log=log)
+    pool = data / "pool"
+    mr.build_pool(release, pool, "soc", chips=chips, log=log)
+    if check_built_pool(str(pool), str(data), ["MSTAR_SOC"], log=log):
+        raise SarjepaError(f"pool '{pool}' holds MSTAR_SOC test images (listed above)")
+    return pool
+
+
+def _pretrain_stage(
+    conf: dict,
+    pool: Path,
+    out: Path,
+    device: str | None,
+    log,
+    extra: dict | None = None,
+) -> dict[str, str]:
+    """Pretrain every method on ``pool`` (resuming), with ``extra`` overrides after the
+    config's; returns ``label -> checkpoint`` with ``random: none``."""
     from sarjepa.pretrain.checkpoints import find_latest
     from sarjepa.pretrain.config import load_config
     from sarjepa.pretrain.train import train
@@ -118,9 +157,9 @@ def _pretrain_stage(conf: dict, data: Path, out: Path, device: str | None, log) 
     for name, (cfg_name, own) in method_specs(conf).items():
         t1 = time.time()
         pre_out = out / "pretrain" / name
-        opts = common + _flat(own) + (["DEVICE", device] if device else [])
+        opts = common + _flat(own) + _flat(extra or {}) + (["DEVICE", device] if device else [])
         cfg = load_config(cfg_name, opts)
-        cfg.DATA_DIR = str(data / "pretrain")
+        cfg.DATA_DIR = str(pool)
         cfg.OUTPUT_DIR = str(pre_out)
         log(
             f"[demo 2/3] pretraining {name} ({cfg.METHOD.NAME}, {cfg.TRAIN.EPOCHS} epochs) "
@@ -208,9 +247,11 @@ def run_demo(
     jobs: int = 1,
     log=print,
     preset: str = "cpu",
+    mstar: str | Path | None = None,
 ) -> dict:
     """Run the demo end to end; returns :func:`benchmark.grid.write_outputs`' result plus
-    ``verdict`` (rows of :func:`verdict`)."""
+    ``verdict`` (rows of :func:`verdict`). ``mstar``: the public MSTAR release folder, to run
+    on real chips instead of synthetic ones (see the module docstring)."""
     from sarjepa.benchmark.grid import run_grid, write_outputs
 
     conf = load_demo_config(config, preset)
@@ -218,8 +259,13 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = out / "data"
-    _synth_stage(conf, data, log)
-    weights = _pretrain_stage(conf, data, out, device, log)
+    if mstar is None:
+        _synth_stage(conf, data, log)
+        weights = _pretrain_stage(conf, data / "pretrain", out, device, log)
+    else:
+        pool = _mstar_stage(conf, mstar, data, log)
+        extra = (conf.get("mstar") or {}).get("pretrain_overrides") or {}
+        weights = _pretrain_stage(conf, pool, out, device, log, extra)
     spec = _grid_spec(conf, weights, data)
     grid_dir = out / "grid"
     log(f"[demo 3/3] few-shot grid -> {grid_dir}")

@@ -157,3 +157,52 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Capture
         "synthetic data already in" in again and f"{len(methods) * 2 * 2} already finished" in again
     )
     assert (out / "summary.csv").read_bytes() == first
+
+
+def test_mstar_option_defaults_to_its_own_output_folder(monkeypatch, tmp_path: Path):
+    import sarjepa.benchmark.demo as demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: seen.update(out=out, **kw))
+    assert main(["demo", "--mstar", str(tmp_path)]) == 0
+    assert seen["out"] == "results/demo-mstar" and seen["mstar"] == str(tmp_path)
+    assert main(["demo"]) == 0 and seen["out"] == "results/demo" and seen["mstar"] is None
+    assert main(["demo", "--preset", "gpu", "--mstar", "r"]) == 0
+    assert seen["out"] == "results/demo-gpu-mstar"
+    # the bundled preset pretrains on the real pool at the synthetic demo's sample budget
+    assert load_demo_config()["mstar"]["pretrain_overrides"] == {"TRAIN.EPOCHS": 4}
+
+
+@pytest.mark.slow
+def test_demo_on_a_fake_mstar_release_runs_end_to_end_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+):
+    from test_prepare_mstar_release_tree import make_release_tree
+
+    monkeypatch.setenv("SARJEPA_CACHE", str(tmp_path / "cache"))
+    release = tmp_path / "release"
+    n = make_release_tree(release, cap=5)
+    cfg = _tiny_demo_config(tmp_path)
+    conf = yaml.safe_load(cfg.read_text())
+    conf["mstar"] = {"pretrain_overrides": {"TRAIN.EPOCHS": 2}}  # applied after the others
+    cfg.write_text(yaml.safe_dump(conf))
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--config", str(cfg), "--device", "cpu"]
+    assert main(argv + ["--mstar", str(release)]) == 0
+    text = capsys.readouterr().out
+    assert f"pool check: none of the {n - 50} pool images copies one of the 50" in text
+    assert not (out / "data" / "pretrain").exists()  # no synthetic data
+    assert (out / "data" / "MSTAR_SOC" / "manifest.json").is_file()
+    pool_chip = next((out / "data" / "pool").rglob("*.jpeg"))
+    assert pool_chip.stat().st_nlink == 2  # a hard link into the release
+    for method in method_specs(load_demo_config(cfg)):
+        ckpts = sorted(p.name for p in (out / "pretrain" / method).glob("checkpoint-*.pth"))
+        assert ckpts[-1] == "checkpoint-1.pth", ckpts  # 2 epochs: the mstar override
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert {r["dataset"] for r in rows} == {"MSTAR_SOC"}
+    assert (out / "verdict.md").is_file() and (out / "accuracy_vs_shots.png").is_file()
+    first = (out / "summary.csv").read_bytes()
+    assert main(argv + ["--mstar", str(release)]) == 0
+    again = capsys.readouterr().out
+    assert "already built from the same" in again and "already finished" in again
+    assert (out / "summary.csv").read_bytes() == first

@@ -151,7 +151,10 @@ def test_incomplete_release_names_what_is_missing(tmp_path: Path):
     assert main(["prepare", "mstar", "--src", str(empty), "--out", str(tmp_path / "d")]) == 2
 
 
-def test_pool_holds_every_chip_outside_the_test_set(release: Path, tmp_path: Path):
+def test_pool_holds_every_chip_outside_the_test_set(
+    release: Path, tmp_path: Path, monkeypatch, capsys
+):
+    monkeypatch.setenv("SARJEPA_CACHE", str(tmp_path / "cache"))
     pool = tmp_path / "pool"
     out = tmp_path / "data"
     argv = ["prepare", "mstar", "--src", str(release), "--out", str(out), "--pool", str(pool)]
@@ -167,6 +170,25 @@ def test_pool_holds_every_chip_outside_the_test_set(release: Path, tmp_path: Pat
     all_chips = {c.rel for c in mr.scan_release(release)[0]}
     assert pool_sources == all_chips - test_sources  # 15 deg decoys and SLICY included
     assert all((pool / f["path"]).is_file() for f in man["files"])
+    printed = capsys.readouterr().out
+    n = len(pool_sources)
+    assert f"pool check: none of the {n} pool images copies one of the 20" in printed
+
+
+def test_pool_check_catches_a_test_image_kept_under_another_chip_name(
+    release: Path, tmp_path: Path, monkeypatch, capsys
+):
+    """The pool leaves out test chips by name; a copy under another name is caught by content."""
+    monkeypatch.setenv("SARJEPA_CACHE", str(tmp_path / "cache"))
+    test_chip = next((release / f"{TGT}/TEST/15_DEG/T72/SN_132").glob("*.jpeg"))
+    twin = release / f"{TGT}/TRAIN/17_DEG/T72/SN_812/HB99999.016.jpeg"
+    twin.write_bytes(test_chip.read_bytes())
+    out, pool = tmp_path / "data", tmp_path / "pool"
+    argv = ["prepare", "mstar", "--src", str(release), "--out", str(out), "--pool", str(pool)]
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    want = f"HB99999.016.jpeg: MSTAR_SOC/TEST/T72/{test_chip.name} (exact)"
+    assert any(line.endswith(want) for line in printed.splitlines()), printed
 
 
 def test_eoc1_layout_uses_30_degrees_and_the_a64_t72(release: Path, tmp_path: Path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from sarjepa.benchmark.cli import main
@@ -114,7 +115,7 @@ def make_release_tree(root: Path, cap: int | None = None, skip: str = "") -> int
     """Write the release tree under ``root`` (at most ``cap`` chips per folder; folders whose
     path contains ``skip`` left out), each chip as a tiny distinct ``HBnnnnn.ttt.jpeg`` beside
     its raw file, ``HBnnnnn.JPG`` browse image and ``.HTM`` page. Returns the number of chips."""
-    n = 0
+    n, g = 0, np.random.default_rng(0)
     for folder, count, code in RELEASE_TREE + SLICY_DECOYS:
         if skip and skip in folder:
             continue
@@ -122,8 +123,8 @@ def make_release_tree(root: Path, cap: int | None = None, skip: str = "") -> int
         d.mkdir(parents=True, exist_ok=True)
         for _ in range(count if cap is None else min(cap, count)):
             n += 1
-            im = Image.new("L", (8, 8), n % 256)
-            im.putpixel((0, 0), (n // 256) % 256)
+            # noise: distinct chips lie far apart, as the pool check (prepare --pool) expects
+            im = Image.fromarray(g.integers(0, 256, (8, 8), dtype=np.uint8))
             im.save(d / f"HB{n:05d}.{code}.jpeg", quality=95)
             (d / f"HB{n:05d}.{code}").write_bytes(b"raw chip")
             Image.new("L", (4, 4), 9).save(d / f"HB{n:05d}.JPG")  # the CD's browse image
@@ -137,7 +138,8 @@ def _counts(manifest: dict) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow  # ~17,000 chips plus browse images; ~15 s on a 2-core box
-def test_the_real_release_tree_gives_the_standard_counts(tmp_path: Path, capsys):
+def test_the_real_release_tree_gives_the_standard_counts(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setenv("SARJEPA_CACHE", str(tmp_path / "cache"))
     rel = tmp_path / "release"
     n = make_release_tree(rel)
     out, pool = tmp_path / "data", tmp_path / "pool"
@@ -145,6 +147,8 @@ def test_the_real_release_tree_gives_the_standard_counts(tmp_path: Path, capsys)
     assert main(argv + ["--pool", str(pool)]) == 0
     printed = capsys.readouterr().out
     assert f"{n} JPEGs skipped: no MSTAR target code" in printed  # the browse images
+    assert f"pool check: none of the {n - 2425} pool images copies one of the 2425" in printed
+    assert "the pool holds 1151 of the 1151 MSTAR_EOC1/TEST images" in printed
     for name, want in (("SOC", SOC), ("EOC1", EOC1), ("EOC2C", EOC2C), ("EOC2V", EOC2V)):
         man = json.loads((out / f"MSTAR_{name}" / "manifest.json").read_text())
         assert _counts(man) == want, name

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         default="results/demo",
-        help="output folder (default: results/demo, results/demo-gpu for --preset gpu)",
+        help="output folder (default: results/demo; results/demo-gpu for --preset gpu; "
+        "-mstar appended with --mstar)",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument(
@@ -34,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", default=None, help="a demo YAML instead of the preset's")
     p.add_argument("--jobs", type=int, default=1, help="parallel grid cells (processes)")
+    p.add_argument(
+        "--mstar",
+        default=None,
+        metavar="RELEASE",
+        help="run on the public MSTAR release instead (the folder `sarjepa prepare mstar --src` "
+        "reads): SOC layout and pretraining pool built under OUT/data (hard links), pool "
+        "checked against the SOC test set; default output results/demo-mstar",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,7 +50,18 @@ def run(args: argparse.Namespace) -> int:
     from sarjepa.benchmark.demo import run_demo
 
     out = args.out
-    if args.preset == "gpu" and out == "results/demo":
-        out = "results/demo-gpu"
-    run_demo(out, device=args.device, config=args.config, jobs=args.jobs, preset=args.preset)
+    if out == "results/demo":
+        out = (
+            "results/demo"
+            + ("-gpu" if args.preset == "gpu" else "")
+            + ("-mstar" if args.mstar else "")
+        )
+    run_demo(
+        out,
+        device=args.device,
+        config=args.config,
+        jobs=args.jobs,
+        preset=args.preset,
+        mstar=args.mstar,
+    )
     return 0

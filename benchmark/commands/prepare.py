@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument(
         "--pool",
         metavar="DIR",
-        help="also write every chip not in the (first) protocol's test set here, unlabeled",
+        help="also write every chip not in the (first) protocol's test set here, unlabeled, "
+        "then check by decoded content (as `sarjepa pool-check`) that it holds none of that "
+        "test set's images (exit status 1 if it does)",
     )
     m.add_argument("--copy", action="store_true", help="copy files instead of hard-linking")
     m.set_defaults(func=run_mstar)
@@ -58,4 +60,41 @@ def run_mstar(args: argparse.Namespace) -> int:
             print(f"  ({manifest['duplicates_skipped']} duplicate chip names skipped)")
     if args.pool:
         mr.build_pool(args.src, args.pool, protocols[0], args.copy, chips=chips)
+        datasets = [mr.PROTOCOLS[p]["dataset"] for p in protocols]
+        return check_built_pool(args.pool, args.out, datasets)
+    return 0
+
+
+def check_built_pool(pool: str, out: str, datasets: list[str], log=print) -> int:
+    """Pool check of a freshly built pool against the layouts just built under ``out``.
+
+    The pool leaves out the test set of ``datasets[0]`` only: an overlap with it is an error
+    (status 1); an overlap with another layout's test set is expected and said plainly.
+    """
+    import sys
+
+    from sarjepa.benchmark.commands.pool_check import report
+    from sarjepa.benchmark.datasets.pool_check import check_pool
+
+    result = check_pool(pool, out, datasets=datasets, progress=sys.stderr.isatty())
+    own = f"{datasets[0]}/TEST"
+    bad = result.overlapping_files(own)
+    if bad:
+        report(result, log)
+        return 1
+    log(
+        f"pool check: none of the {result.pool_files} pool images copies one of the "
+        f"{next(len(s.files) for s in result.test_sets if s.name == own)} {own} images "
+        f"(decoded content, {result.seconds:.1f} s)"
+    )
+    for s in result.test_sets:
+        n = len(result.overlapping_files(s.name))
+        if n and s.name != own:
+            other = s.name.split("/")[0]
+            flag = other.removeprefix("MSTAR_").lower()
+            log(
+                f"  note: the pool holds {n} of the {len(s.files)} {s.name} images (it leaves "
+                f"out {own} only); for {other} results pretrain on a pool built with "
+                f"--protocol {flag} first"
+            )
     return 0

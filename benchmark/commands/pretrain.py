@@ -41,6 +41,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--skip-corrupt", action="store_true", help="log and skip unreadable images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--check-root",
+        default="",
+        metavar="DIR",
+        help="before training, warn if --data holds a test image of a registered dataset under "
+        "DIR (as `sarjepa pool-check`; off by default)",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     p.set_defaults(func=run)
 
@@ -50,6 +57,8 @@ def run(args) -> int:
     from sarjepa.pretrain.train import train
 
     cfg = load_config(args.config, args.opts)
+    if args.check_root:
+        warn_on_overlap(args.data, args.check_root, progress=not args.no_progress)
     cfg.DATA_DIR = args.data
     cfg.OUTPUT_DIR = args.output
     if args.skip_corrupt:
@@ -69,3 +78,29 @@ def run(args) -> int:
             f"{summary['img_per_s']:.1f} img/s, checkpoint {summary['checkpoint']}"
         )
     return 0
+
+
+def warn_on_overlap(data: str, root: str, progress: bool = True) -> int:
+    """Warn on stderr (rank 0 only) when ``data`` holds test images of the datasets under ``root``.
+
+    Returns:
+        The number of overlapping pool files (0 on ranks other than 0).
+    """
+    import os
+    import sys
+
+    from sarjepa.benchmark.datasets.pool_check import check_pool
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    result = check_pool(data, root, progress=progress and sys.stderr.isatty())
+    for s in result.test_sets:
+        files = result.overlapping_files(s.name)
+        if files:
+            print(
+                f"warning: pretraining data '{data}' holds {len(files)} image(s) of the test set "
+                f"{s.name} under '{root}' (e.g. {files[0]}); list them with: sarjepa pool-check "
+                f"--data {data} --root {root}",
+                file=sys.stderr,
+            )
+    return len(result.overlapping_files())
