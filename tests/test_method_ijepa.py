@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-import sarjepa.pretrain.masking as masking
+import sarjepa.pretrain.masking.multiblock as masking
 import torch
 from _pretrain_helpers import pretrain_then_features, tiny_cfg, write_chips
 from sarjepa.benchmark.core.errors import SarjepaError

@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-import sarjepa.pretrain.masking as masking
+import sarjepa.pretrain.masking.blockwise as masking
 import torch
 from _pretrain_helpers import assert_features_cli_equals_cls, tiny_cfg, write_chips
 from sarjepa.benchmark.core.errors import SarjepaError
