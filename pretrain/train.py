@@ -35,7 +35,8 @@ from sarjepa.benchmark.core.runtime import amp_dtype, mix_seed, resolve_amp
 from sarjepa.pretrain import checkpoints as ck
 from sarjepa.pretrain.data import build_pretrain_dataset, seed_worker
 from sarjepa.pretrain.distributed import DistInfo, cleanup, init_distributed
-from sarjepa.pretrain.loop import EpochPlan, lr_at, peak_lr, train_one_epoch
+from sarjepa.pretrain.loop import EpochPlan, train_one_epoch
+from sarjepa.pretrain.schedules import lr_at, peak_lr
 
 __all__ = ["train", "lr_at", "peak_lr", "param_groups", "resolve_accum"]
 

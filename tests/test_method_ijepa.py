@@ -16,7 +16,7 @@ from sarjepa.pretrain import checkpoints as ck
 from sarjepa.pretrain.loop import EpochPlan
 from sarjepa.pretrain.masking import block_size_generator, multiblock_masks
 from sarjepa.pretrain.methods import build_method
-from sarjepa.pretrain.methods.ijepa import cosine_weight_decay, ema_momentum, warmup_cosine_lr
+from sarjepa.pretrain.schedules import cosine_weight_decay, ema_momentum, warmup_cosine_lr
 from sarjepa.pretrain.train import param_groups, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -75,12 +75,15 @@ from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.pretrain.masking import (
     MultiBlockMasks,
     block_size_generator,
+    gather_tokens,
     multiblock_masks,
+    repeat_interleave_batch,
     smallest_block,
 )
 from sarjepa.pretrain.methods.base import PretrainMethod
 from sarjepa.pretrain.models.pos_embed import sincos_2d
 from sarjepa.pretrain.models.vit import Block, init_weights
+from sarjepa.pretrain.schedules import cosine_weight_decay, ema_momentum, warmup_cosine_lr
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
@@ -94,56 +97,6 @@ GRAD_SCALER_STATE = {
     "_growth_tracker": 0,
 }
 DDP_PREFIX = "module."
-
-
-# ------------------------------------------------------------------------------ schedules
-def warmup_cosine_lr(
-    step: int, warmup_steps: int, total_steps: int, start_lr: float, ref_lr: float, final_lr: float
-) -> float:
-    """Upstream ``WarmupCosineSchedule`` after ``step`` calls (optimiser step ``step``, from 1).
-
-    Args:
-        step: 1-based optimiser step.
-        warmup_steps: ``int(warmup_epochs x steps_per_epoch)``.
-        total_steps: ``int(ipe_scale x epochs x steps_per_epoch)`` (upstream ``T_max``).
-        start_lr, ref_lr, final_lr: lr at step 0, the peak, and the floor of the cosine.
-    """
-    if step < warmup_steps:
-        return start_lr + step / max(1, warmup_steps) * (ref_lr - start_lr)
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return max(
-        final_lr, final_lr + (ref_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    )
-
-
-def cosine_weight_decay(step: int, total_steps: int, ref_wd: float, final_wd: float) -> float:
-    """Upstream ``CosineWDSchedule`` at 1-based optimiser ``step``: a half cosine from ``ref_wd``
-    to ``final_wd`` over ``total_steps``, never past ``final_wd``."""
-    progress = step / total_steps
-    wd = final_wd + (ref_wd - final_wd) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return max(final_wd, wd) if final_wd <= ref_wd else min(final_wd, wd)
-
-
-def ema_momentum(step: int, span: float, ema: tuple[float, float]) -> float:
-    """Upstream ``momentum_scheduler``'s value for 1-based optimiser ``step``:
-    ``ema0 + (step - 1) (ema1 - ema0) / span``, ``span = steps_per_epoch x epochs x ipe_scale``."""
-    return ema[0] + (step - 1) * (ema[1] - ema[0]) / span
-
-
-# ------------------------------------------------------------------------------ tokens
-def gather_tokens(x: Tensor, masks: list[Tensor]) -> Tensor:
-    """Upstream ``apply_masks``: ``x`` (B, N, C), masks of (B, K) indices -> (len(masks) B, K, C),
-    mask-major."""
-    return torch.cat(
-        [torch.gather(x, 1, m.unsqueeze(-1).expand(-1, -1, x.shape[-1])) for m in masks], dim=0
-    )
-
-
-def repeat_interleave_batch(x: Tensor, batch: int, repeat: int) -> Tensor:
-    """Upstream ``repeat_interleave_batch``: each consecutive chunk of ``batch`` rows repeated
-    ``repeat`` times in place."""
-    chunks = [x[i * batch : (i + 1) * batch] for i in range(len(x) // batch)]
-    return torch.cat([c for c in chunks for _ in range(repeat)], dim=0)
 
 
 class Predictor(nn.Module):
