@@ -6,12 +6,14 @@
 - :func:`warmup_cosine_lr`, :func:`cosine_weight_decay`, :func:`ema_momentum`: I-JEPA's
   ``WarmupCosineSchedule``, ``CosineWDSchedule`` and ``momentum_scheduler``
   (facebookresearch/ijepa ``src/utils/schedulers.py``, ``src/train.py``), per 1-based optimiser
-  step, which that method applies through its ``before_optimizer_step`` hook.
+  step, which that method applies through its ``before_optimizer_step`` hook; :class:`StepSchedules`
+  evaluates the three at once.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def peak_lr(
@@ -64,3 +66,37 @@ def ema_momentum(step: int, span: float, ema: tuple[float, float]) -> float:
     """Upstream ``momentum_scheduler``'s value for 1-based optimiser ``step``:
     ``ema0 + (step - 1) (ema1 - ema0) / span``, ``span = steps_per_epoch x epochs x ipe_scale``."""
     return ema[0] + (step - 1) * (ema[1] - ema[0]) / span
+
+
+@dataclass(frozen=True)
+class StepSchedules:
+    """I-JEPA's three schedulers, evaluated together at one optimiser step.
+
+    Attributes:
+        start_lr: lr at the start of the warm-up.
+        weight_decay, final_weight_decay: ends of the weight-decay cosine (final < 0: constant).
+        ema: target momentum at the first and the last step.
+        ipe_scale: the schedules span ``ipe_scale`` x the run's optimiser steps.
+    """
+
+    start_lr: float
+    weight_decay: float
+    final_weight_decay: float
+    ema: tuple[float, float]
+    ipe_scale: float
+
+    def at(
+        self, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float, peak: float,
+        min_lr: float,
+    ) -> tuple[float, float, float]:  # fmt: skip
+        """``(lr, weight decay, EMA momentum)`` at 1-based optimiser ``step`` of a run of
+        ``steps_per_epoch`` x ``epochs`` steps (upstream's ``T_max``, warm-up and momentum span,
+        computed with upstream's rounding)."""
+        total = int(self.ipe_scale * epochs * steps_per_epoch)
+        warmup = int(warmup_epochs * steps_per_epoch)
+        lr = warmup_cosine_lr(step, warmup, total, self.start_lr, peak, min_lr)
+        wd = self.weight_decay
+        if self.final_weight_decay >= 0:
+            wd = cosine_weight_decay(step, total, self.weight_decay, self.final_weight_decay)
+        momentum = ema_momentum(step, steps_per_epoch * epochs * self.ipe_scale, self.ema)
+        return lr, wd, momentum

@@ -261,7 +261,7 @@ def restore(run: Run, resume_path: Path | None) -> int:
     args = state.get("args") if isinstance(state.get("args"), dict) else {}
     trained = (ck.read_sidecar(resume_path) or {}).get("method") or args.get("method")
     if trained:
-        from sarjepa.pretrain.methods.sarjepa import current_method_name
+        from sarjepa.pretrain.methods import current_method_name
 
         model = state.get("model")
         trained = current_method_name(trained, model if isinstance(model, dict) else {})
