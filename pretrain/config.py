@@ -90,6 +90,7 @@ _C.TRAIN.MAX_ITERS = 0  # cap on iterations per epoch (0 = whole epoch); for smo
 _C.TRAIN.PROGRESS = True  # tqdm bar (only on a TTY)
 _C.TRAIN.TENSORBOARD = True  # write OUTPUT_DIR/tb if tensorboard is installed
 
+
 def get_cfg_default() -> CN:
     """A fresh copy of the pretraining defaults, every registered method's keys included."""
     from sarjepa.pretrain.methods import extend_cfg
