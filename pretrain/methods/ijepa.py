@@ -4,14 +4,9 @@ features of masked blocks from one context block.
 Forward pass, for images (B, 1, H, W), patch p, grid (h, w) = (H/p, W/p), N = h*w, width D:
 
 1. :func:`pretrain.masking.multiblock_masks` draws upstream's multi-block masks (its
-   ``MaskCollator``): one target-block size (area 0.15-0.2 of the grid, aspect 0.75-1.5) and
-   one context-block size (area 0.85-1.0, aspect 1) per batch, from a generator seeded with the
-   number of batches drawn before in the run (:func:`pretrain.masking.block_size_generator`,
-   upstream's call counter); per image, 4 target blocks, then 1 context block with the target
-   patches removed, every block keeping more than ``min_keep`` patches; every mask is cut to the
-   batch's smallest. Positions come from the engine's masking generator (upstream: the global
-   generator of the DataLoader worker). The random calls and their order are upstream's: given
-   the same generator states the masks are upstream's, index for index.
+   ``MaskCollator``, upstream's random calls in upstream's order): per image 4 target blocks and
+   1 context block without them; block sizes seeded with the run's batch counter, positions from
+   the engine's masking generator (upstream: the DataLoader worker's global generator).
 2. Target (no grad): the target encoder on the whole image (sin-cos positions, no CLS, all
    blocks, final norm), ``F.layer_norm`` over D without affine, the target blocks' tokens
    gathered: (4B, K_tgt, D) (repeated per context block as upstream).
@@ -31,10 +26,9 @@ of operations). The optimiser has upstream's four groups in upstream's order: en
 predictor weights (decayed), encoder and predictor biases and 1-d parameters (``WD_exclude``,
 no decay); the frozen sin-cos tables sit in the decayed groups as upstream (no gradient).
 
-Collapse monitor: the std over the batch of the layer-normed target features, averaged over
-tokens and dims (population std; batches of one image are skipped), mean of the epoch's
-batches, logged as ``target_std`` in ``log.txt``; below ``TRAIN.COLLAPSE_STD`` a warning line
-is printed (SAR-JEPA's authors saw I-JEPA's EMA target collapse on SAR data).
+Collapse monitor (:class:`pretrain.monitor.CollapseMonitor`): the population std over the batch
+of the layer-normed target features, averaged over tokens and dims, logged per epoch as
+``target_std``; a warning below ``TRAIN.COLLAPSE_STD`` (SAR-JEPA's authors saw it collapse).
 
 Checkpoint: upstream ``save_checkpoint``'s dict: ``encoder``, ``predictor``,
 ``target_encoder`` (state dicts with DDP's ``module.`` prefix and upstream's names:
@@ -77,6 +71,7 @@ from sarjepa.pretrain.masking import (
 from sarjepa.pretrain.methods.base import PretrainMethod
 from sarjepa.pretrain.methods.shared import DDP_PREFIX, jsonable, load_strict
 from sarjepa.pretrain.models.predictor import Predictor
+from sarjepa.pretrain.monitor import CollapseMonitor
 from sarjepa.pretrain.schedules import StepSchedules
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
@@ -95,8 +90,8 @@ class IJEPA(PretrainMethod):
         pred_dim, pred_depth, pred_heads, pred_mlp_ratio: the predictor.
         mask: :func:`pretrain.masking.multiblock_masks` keyword arguments (num_targets,
             target_scale, target_aspect, num_context, context_scale, min_keep, allow_overlap).
-        ema, ipe_scale, start_lr, weight_decay, final_weight_decay: the schedules
-            (:class:`pretrain.schedules.StepSchedules`).
+        schedules: lr / weight-decay / momentum schedules (None: start lr 0, weight decay
+            0.04 -> 0.4, momentum 0.996 -> 1.0, ipe_scale 1).
         collapse_std: warn when the epoch's ``target_std`` is below this (0 = never).
     """
 
@@ -111,11 +106,7 @@ class IJEPA(PretrainMethod):
         pred_heads: int = 12,
         pred_mlp_ratio: float = 4.0,
         mask: dict | None = None,
-        ema: tuple[float, float] = (0.996, 1.0),
-        ipe_scale: float = 1.0,
-        start_lr: float = 0.0,
-        weight_decay: float = 0.04,
-        final_weight_decay: float = 0.4,
+        schedules: StepSchedules | None = None,
         collapse_std: float = 0.01,
     ) -> None:
         super().__init__(encoder)
@@ -128,16 +119,11 @@ class IJEPA(PretrainMethod):
         self.target_encoder = copy.deepcopy(encoder)
         self.target_encoder.requires_grad_(False)
         self.mask = dict(mask or {})
-        self.schedules = StepSchedules(
-            float(start_lr), float(weight_decay), float(final_weight_decay),
-            (float(ema[0]), float(ema[1])), float(ipe_scale),
-        )  # fmt: skip
-        self.collapse_std = float(collapse_std)
+        self.schedules = schedules or StepSchedules(0.0, 0.04, 0.4, (0.996, 1.0), 1.0)
+        self.monitor = CollapseMonitor(collapse_std)
         self._momentum = self.schedules.ema[0]  # of the coming optimiser step
         self._batches = 0  # batches drawn so far in the run: the block-size generator's seed
         self._epoch = 0
-        self._sums: Tensor | None = None  # (target std, loss) summed over the epoch's batches
-        self._count = 0
         self.last_epoch_loss = 0.0
 
     # -------------------------------------------------------------------------- config
@@ -171,7 +157,7 @@ class IJEPA(PretrainMethod):
         from sarjepa.pretrain.methods import build_encoder
 
         _check_ijepa_cfg(cfg)
-        encoder = build_encoder(cfg)
+        encoder, t = build_encoder(cfg), cfg.TRAIN
         return cls(
             encoder,
             pred_dim=int(cfg.PREDICTOR.EMBED_DIM),
@@ -179,12 +165,14 @@ class IJEPA(PretrainMethod):
             pred_heads=int(cfg.PREDICTOR.NUM_HEADS),
             pred_mlp_ratio=float(cfg.PREDICTOR.MLP_RATIO),
             mask=_mask_options(cfg, tuple(encoder.grid_size)),
-            ema=tuple(cfg.TRAIN.EMA_MOMENTUM),
-            ipe_scale=float(cfg.TRAIN.IPE_SCALE),
-            start_lr=float(cfg.TRAIN.START_LR),
-            weight_decay=float(cfg.TRAIN.WEIGHT_DECAY),
-            final_weight_decay=float(cfg.TRAIN.FINAL_WEIGHT_DECAY),
-            collapse_std=float(cfg.TRAIN.COLLAPSE_STD),
+            schedules=StepSchedules(
+                float(t.START_LR),
+                float(t.WEIGHT_DECAY),
+                float(t.FINAL_WEIGHT_DECAY),
+                (float(t.EMA_MOMENTUM[0]), float(t.EMA_MOMENTUM[1])),
+                float(t.IPE_SCALE),
+            ),  # fmt: skip
+            collapse_std=float(t.COLLAPSE_STD),
         )
 
     # -------------------------------------------------------------------------- forward
@@ -230,9 +218,7 @@ class IJEPA(PretrainMethod):
         z = self.predictor(self.encode_context(images, context), context, targets)
         loss = F.smooth_l1_loss(z.float(), h)
         if self.training and std is not None:
-            pair = torch.stack([std, loss.detach()])
-            self._sums = pair if self._sums is None else self._sums + pair
-            self._count += 1
+            self.monitor.add(std, loss.detach())
         stats = {"loss": loss.detach()}
         if std is not None:
             stats["target_std"] = std
@@ -282,22 +268,10 @@ class IJEPA(PretrainMethod):
 
     def epoch_metrics(self) -> dict[str, float]:
         """``target_std`` of the epoch (mean over batches and ranks); warns below the threshold."""
-        if self._sums is None:
+        means = self.monitor.end_epoch(self._epoch)
+        if means is None:
             return {}
-        sums = self._sums.detach().float() / self._count
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(sums)
-            sums /= dist.get_world_size()
-        std, loss = (float(v) for v in sums.tolist())
-        self._sums, self._count, self.last_epoch_loss = None, 0, loss
-        main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-        if main and std < self.collapse_std:
-            print(
-                f"warning: epoch {self._epoch}: target features' std across the batch {std:.3g} "
-                f"< TRAIN.COLLAPSE_STD {self.collapse_std:g}: the EMA target may be collapsing",
-                flush=True,
-            )
+        std, self.last_epoch_loss = means
         return {"target_std": std}
 
     # -------------------------------------------------------------------------- checkpoint
@@ -356,7 +330,7 @@ class IJEPA(PretrainMethod):
             "ipe_scale": self.schedules.ipe_scale,
             "start_lr": self.schedules.start_lr,
             "weight_decay": [self.schedules.weight_decay, self.schedules.final_weight_decay],
-            "collapse_std": self.collapse_std,
+            "collapse_std": self.monitor.threshold,
             "pooling": "mean",
             "source": "facebookresearch/ijepa src/train.py (MaskCollator, vision_transformer.py)",
         }
