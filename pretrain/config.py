@@ -1,7 +1,10 @@
 """yacs defaults for pretraining; the defaults are the paper's SAR-JEPA ViT-B/16 recipe.
 
 A run's config = these defaults <- ``--config FILE`` (YAML) <- trailing ``KEY VALUE`` overrides.
-Every key is documented where it is defined below.
+Every key is documented where it is defined: the keys every method reads below, the keys only
+some methods read in those methods' modules (``extend_cfg`` of each registered
+:class:`~pretrain.methods.base.PretrainMethod`, added to the one tree by
+:func:`get_cfg_default`, as Dassl trainers extend their config).
 """
 
 from __future__ import annotations
@@ -42,22 +45,8 @@ _C.PREDICTOR.DEPTH = 8
 _C.PREDICTOR.NUM_HEADS = 16
 _C.PREDICTOR.MLP_RATIO = 4.0
 
-_C.MASK = CN()  # LoMaR local windows (patch units)
-_C.MASK.WINDOW_SIZE = 7
-_C.MASK.NUM_WINDOW = 4
-_C.MASK.RATIO = 0.8  # int(window_size**2 * ratio) patches masked per window
-# block-wise masking (maskfeat: round(N * RATIO) patches in rectangles, BEiT's generator)
-_C.MASK.BLOCK_MIN_PATCHES = 0  # smallest rectangle area; 0 = masked count // 5 (MaskFeat's rule)
-_C.MASK.BLOCK_MAX_PATCHES = 0  # largest rectangle area; 0 = no cap besides the masked count
-_C.MASK.BLOCK_MIN_ASPECT = 0.3  # rectangle aspect ratio drawn log-uniformly in [this, 1/this]
-# I-JEPA multi-block masks (ijepa; upstream MaskCollator's names in brackets)
-_C.MASK.NUM_TARGETS = 4  # target blocks per image [npred]
-_C.MASK.TARGET_SCALE = (0.15, 0.2)  # target block area, fraction of the grid [pred_mask_scale]
-_C.MASK.TARGET_ASPECT = (0.75, 1.5)  # target block height / width [aspect_ratio]
-_C.MASK.NUM_CONTEXT = 1  # context blocks per image [nenc]
-_C.MASK.CONTEXT_SCALE = (0.85, 1.0)  # context block area (aspect 1) [enc_mask_scale]
-_C.MASK.MIN_KEEP = 10  # every block keeps more than this many patches [min_keep]
-_C.MASK.ALLOW_OVERLAP = False  # keep target patches in the context [allow_overlap]
+_C.MASK = CN()  # masking; the strategy's own keys come with the methods that use it
+_C.MASK.RATIO = 0.8  # masked fraction: of each local window (int(ws**2 * ratio)), else of the grid
 
 _C.TARGET = CN()
 _C.TARGET.NAME = ""  # "" = the method's own (gf for sarjepa, pixel for lomar, hog for maskfeat)
@@ -100,17 +89,15 @@ _C.TRAIN.SAVE_FREQ = 50  # save when epoch % SAVE_FREQ == 0 and at the last epoc
 _C.TRAIN.MAX_ITERS = 0  # cap on iterations per epoch (0 = whole epoch); for smoke tests
 _C.TRAIN.PROGRESS = True  # tqdm bar (only on a TTY)
 _C.TRAIN.TENSORBOARD = True  # write OUTPUT_DIR/tb if tensorboard is installed
-# I-JEPA only (ijepa): its schedules, per optimiser step as upstream's, and collapse monitor
-_C.TRAIN.START_LR = 0.0  # lr at the start of the warm-up (upstream start_lr)
-_C.TRAIN.FINAL_WEIGHT_DECAY = -1.0  # cosine ramp WEIGHT_DECAY -> this; < 0 = constant
-_C.TRAIN.EMA_MOMENTUM = (0.996, 1.0)  # target-encoder momentum, linear from first to last step
-_C.TRAIN.IPE_SCALE = 1.0  # schedules span IPE_SCALE x the run's steps (upstream ipe_scale)
-_C.TRAIN.COLLAPSE_STD = 0.01  # warn when the target features' std across the batch is lower
 
 
 def get_cfg_default() -> CN:
-    """A fresh copy of the pretraining defaults."""
-    return _C.clone()
+    """A fresh copy of the pretraining defaults, every registered method's keys included."""
+    from sarjepa.pretrain.methods import extend_cfg
+
+    cfg = _C.clone()
+    extend_cfg(cfg)
+    return cfg
 
 
 def bundled_config_names() -> list[str]:
@@ -172,12 +159,13 @@ def check_config(cfg: CN) -> None:
         "TRAIN.EPOCHS": cfg.TRAIN.EPOCHS,
         "TRAIN.BATCH_SIZE": cfg.TRAIN.BATCH_SIZE,
         "INPUT.SIZE": cfg.INPUT.SIZE,
-        "MASK.WINDOW_SIZE": cfg.MASK.WINDOW_SIZE,
-        "MASK.NUM_WINDOW": cfg.MASK.NUM_WINDOW,
     }
     for key, value in positive.items():
         if value <= 0:
             raise SarjepaError(f"{key} must be positive, got {value}")
+    from sarjepa.pretrain.methods import check_cfg
+
+    check_cfg(cfg)  # the keys the methods own
     for key, value in {
         "TRAIN.WARMUP_EPOCHS": cfg.TRAIN.WARMUP_EPOCHS,
         "TRAIN.ACCUM_ITER": cfg.TRAIN.ACCUM_ITER,
@@ -201,5 +189,5 @@ def _key_msg(exc: Exception) -> str:
         if not msg.startswith(prefix):
             continue
         key = msg[len(prefix) :].strip()
-        return f"unknown config key '{key}'{closest(key, flat_keys(_C))}"
+        return f"unknown config key '{key}'{closest(key, flat_keys(get_cfg_default()))}"
     return msg

@@ -258,7 +258,10 @@ def build_pretrain_dataset(cfg, data_dir: str | os.PathLike, progress: bool = Fa
 def preprocessing_dict(cfg) -> dict:
     """What the sidecar records about input preprocessing (plain JSON types)."""
     return {
-        "color": "gray (PIL 'L' conversion of colour images)",
+        "color": (
+            "gray, OpenCV IMREAD_GRAYSCALE-equal (sarjepa.benchmark.core.images.read_gray: "
+            "JPEG luma plane, PNG libpng weights, others OpenCV's 4899/9617/1868 >> 14)"
+        ),
         "high_bit": cfg.DATA.HIGH_BIT,
         "scale": "ToTensor, [0, 1]",
         "normalize": None,

@@ -1,10 +1,11 @@
-"""The inner pretraining loop and its schedules: lr, accumulation, AMP, finite-loss checks.
+"""The inner pretraining loop: lr per step, accumulation, AMP, finite-loss checks.
 
-Recipe (the paper's and MAE's): peak lr = BLR * effective batch / 256; the lr is set at every
-optimiser step from the fractional epoch ``t = epoch + step / iters_per_epoch``: linear
-warm-up ``lr * t / WARMUP_EPOCHS``, then half-cycle cosine to MIN_LR. After every optimiser step
-the method's :meth:`~pretrain.methods.base.PretrainMethod.on_optimizer_step` hook runs with the
-fraction of training done (I-JEPA's EMA target and schedules live there).
+Recipe (the paper's and MAE's; the schedule functions are in :mod:`pretrain.schedules`): peak lr
+= BLR * effective batch / 256; the lr is set at every optimiser step from the fractional epoch
+``t = epoch + step / iters_per_epoch``: linear warm-up ``lr * t / WARMUP_EPOCHS``, then
+half-cycle cosine to MIN_LR. After every optimiser step the method's
+:meth:`~pretrain.methods.base.PretrainMethod.on_optimizer_step` hook runs with the fraction of
+training done (I-JEPA's EMA target and schedules live there).
 """
 
 from __future__ import annotations
@@ -18,27 +19,9 @@ import torch
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.runtime import stop_workers
 from sarjepa.pretrain.distributed import DistInfo, all_reduce_mean
+from sarjepa.pretrain.schedules import lr_at
 
 SYNC_EVERY = 10  # optimiser steps between host syncs of the loss (finite check, progress bar)
-
-
-def peak_lr(
-    blr: float, batch_size: int, accum_iter: int, world_size: int, lr: float = 0.0
-) -> float:
-    """``lr`` if non-zero, else ``blr * batch_size * accum_iter * world_size / 256``."""
-    return float(lr) if lr else blr * batch_size * accum_iter * world_size / 256.0
-
-
-def lr_at(t: float, peak: float, min_lr: float, warmup_epochs: float, epochs: float) -> float:
-    """Learning rate at fractional epoch ``t``: linear warm-up, then half-cycle cosine.
-
-    ``t < warmup``: ``peak * t / warmup``; else
-    ``min_lr + (peak - min_lr) * 0.5 * (1 + cos(pi * (t - warmup) / (epochs - warmup)))``.
-    """
-    if t < warmup_epochs:
-        return peak * t / warmup_epochs
-    span = max(epochs - warmup_epochs, 1e-12)
-    return min_lr + (peak - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (t - warmup_epochs) / span))
 
 
 def loader_error(exc: Exception) -> SarjepaError:

@@ -35,7 +35,8 @@ from sarjepa.benchmark.core.runtime import amp_dtype, mix_seed, resolve_amp
 from sarjepa.pretrain import checkpoints as ck
 from sarjepa.pretrain.data import build_pretrain_dataset, seed_worker
 from sarjepa.pretrain.distributed import DistInfo, cleanup, init_distributed
-from sarjepa.pretrain.loop import EpochPlan, lr_at, peak_lr, train_one_epoch
+from sarjepa.pretrain.loop import EpochPlan, train_one_epoch
+from sarjepa.pretrain.schedules import lr_at, peak_lr
 
 __all__ = ["train", "lr_at", "peak_lr", "param_groups", "resolve_accum"]
 
@@ -260,7 +261,7 @@ def restore(run: Run, resume_path: Path | None) -> int:
     args = state.get("args") if isinstance(state.get("args"), dict) else {}
     trained = (ck.read_sidecar(resume_path) or {}).get("method") or args.get("method")
     if trained:
-        from sarjepa.pretrain.methods.sarjepa import current_method_name
+        from sarjepa.pretrain.methods import current_method_name
 
         model = state.get("model")
         trained = current_method_name(trained, model if isinstance(model, dict) else {})

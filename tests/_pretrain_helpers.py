@@ -71,31 +71,6 @@ def tiny_cfg(
     return cfg
 
 
-def assert_features_cli_equals_cls(ckpt: Path, config: str, tmp_path: Path, **extra) -> None:
-    """`sarjepa features` on a pretraining checkpoint gives the method's encoder's CLS token
-    after the final norm, for three random 64 x 64 8-bit images (to 1e-5)."""
-    import torch
-    from sarjepa.benchmark.cli import main
-    from sarjepa.pretrain.methods import build_method
-
-    x = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
-    x = (x * 255).round() / 255
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(3):
-        Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
-    npz = tmp_path / "f.npz"
-    argv = ["features", "--weights", str(ckpt), "--images", str(folder), "--out", str(npz)]
-    argv += ["INPUT.CROP_SIZE", "0", "INPUT.SIZE", "(64, 64)", "RUN.PROGRESS", "False"]
-    assert main(argv) == 0
-    method = build_method(tiny_cfg(config, **extra))
-    method.load_checkpoint_state_dict(torch.load(ckpt, weights_only=True)["model"])
-    with torch.no_grad():
-        want = method.encoder.eval().forward_features(x)[:, 0]
-    with np.load(npz) as z:
-        np.testing.assert_allclose(z["features"], want.numpy(), rtol=0, atol=1e-5)
-
-
 def pretrain_then_features(config: str, chips: Path, tmp_path: Path, method_name: str):
     """`sarjepa pretrain --config <config>` for one epoch, then `sarjepa features` on two random
     112 x 112 8-bit images. Returns ``(checkpoint path, images (2, 1, 112, 112) in [0, 1],

@@ -10,16 +10,13 @@ import numpy as np
 import pytest
 import torch
 from _pretrain_helpers import (
-    assert_features_cli_equals_cls,
     pretrain_then_features,
     tiny_cfg,
     write_chips,
 )
 from sarjepa.benchmark.core.errors import SarjepaError
-from sarjepa.pretrain import checkpoints as ck
 from sarjepa.pretrain.masking import random_masking
 from sarjepa.pretrain.methods import build_method
-from sarjepa.pretrain.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -239,42 +236,6 @@ def test_bad_mae_config_one_line_errors(extra, pattern):
 # ---------------------------------------------------------------------------------- training
 def _log(out):
     return [json.loads(x) for x in (out / "log.txt").read_text().splitlines()]
-
-
-# normalised pixels have unit variance per patch: predicting their mean gives ~1.0, and speckle
-# is unpredictable, so MAE's loss falls from ~1.2 towards 1.0 (measured 1.22 -> 1.04)
-@pytest.mark.parametrize(("name", "factor"), [("mae_tiny", 0.9), ("fgmae_tiny", 0.8)])
-def test_tiny_run_lowers_loss(chips, tmp_path, name, factor):
-    opts = {**SINCOS, "TRAIN.EPOCHS": 8, "TRAIN.BATCH_SIZE": 4, "TRAIN.SAVE_FREQ": 0}
-    train(tiny_cfg(name, data=chips, out=tmp_path / "r", **{**opts, "TRAIN.BLR": 0.05}))
-    losses = [r["loss"] for r in _log(tmp_path / "r")]
-    assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
-    assert sum(losses[-2:]) / 2 < factor * sum(losses[:2]) / 2, losses
-
-
-def test_resume_is_bitwise_equal_to_an_uninterrupted_run(chips, tmp_path):
-    opts = {**SINCOS, "TRAIN.EPOCHS": 3}
-    full, part = tmp_path / "full", tmp_path / "part"
-    train(tiny_cfg("mae_tiny", data=chips, out=full, **opts))
-    train(tiny_cfg("mae_tiny", data=chips, out=part, **opts))
-    for epoch in (1, 2):
-        ck.sidecar_path(ck.checkpoint_path(part, epoch)).unlink()
-        ck.checkpoint_path(part, epoch).unlink()
-    summary = train(tiny_cfg("mae_tiny", data=chips, out=part, **opts), resume="auto")
-    assert summary["epochs_run"] == 2
-    a = torch.load(full / "checkpoint-2.pth", weights_only=True)
-    b = torch.load(part / "checkpoint-2.pth", weights_only=True)
-    assert a["model"].keys() == b["model"].keys()
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    side = ck.read_sidecar(part / "checkpoint-2.pth")
-    assert side["method"] == "mae" and side["target"] == "pixel"
-
-
-def test_checkpoint_feeds_sarjepa_features(chips, tmp_path):
-    out = tmp_path / "run"
-    train(tiny_cfg("fgmae_tiny", data=chips, out=out, **{**SINCOS, "TRAIN.EPOCHS": 1}))
-    assert_features_cli_equals_cls(out / "checkpoint-0.pth", "fgmae_tiny", tmp_path, **SINCOS)
 
 
 def test_cli_pretrain_mae_tiny_then_features(chips, tmp_path):

@@ -8,7 +8,7 @@ from _pretrain_helpers import (
     tiny_cfg,
 )
 from sarjepa.benchmark.core.errors import SarjepaError
-from sarjepa.pretrain.methods import build_method, masked_mse, method_names
+from sarjepa.pretrain.methods import build_method, masked_mse, method_class, method_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,20 +45,14 @@ SARJEPA_FAMILY = (
 )
 
 
-def test_registry_has_sarjepa_family_and_each_runs():
+def test_registry_has_sarjepa_family_and_not_the_old_names():
+    """(Every registered method builds, learns and resumes: tests/test_method_contract.py.)"""
     names = method_names()
     assert set(SARJEPA_FAMILY) <= set(names)
     # the old names of the target variants are gone ("lomar" is upstream LoMaR now)
     assert not {"lomar_hog", "lomar_sar_hog", "lomar_lowpass"} & set(names)
-    images = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     for name in SARJEPA_FAMILY:
-        torch.manual_seed(0)
-        method = build_method(tiny_cfg(**{"METHOD.NAME": name}))
-        loss, stats = method(images, torch.Generator().manual_seed(0))
-        assert loss.ndim == 0 and torch.isfinite(loss) and loss.requires_grad, name
-        loss.backward()
-        assert method.mask_token.grad is not None and method.mask_token.grad.abs().sum() > 0
-        assert method.describe()["method"] == name
+        assert method_class(name) is method_class("sarjepa")
 
 
 def _method(**extra):

@@ -270,29 +270,17 @@ def method_recipes() -> list[str]:
 
 
 def method_cfg(name: str, arch: str, img_size: int):
-    """``<name>_vit_b16.yaml`` at ``arch`` and ``img_size`` (windows fitted to a small grid)."""
+    """``<name>_vit_b16.yaml`` at ``arch`` and ``img_size`` (masking fitted to a small grid)."""
     from sarjepa.pretrain.config import load_config
+    from sarjepa.pretrain.methods import small_grid_overrides
     from sarjepa.pretrain.models.vit import SIZES
 
     dim, depth, heads = SIZES[arch]
     opts = ["MODEL.ARCH", f"vit_{arch}_patch16", "INPUT.SIZE", str(img_size)]
     opts += ["MODEL.EMBED_DIM", str(dim), "MODEL.DEPTH", str(depth), "MODEL.NUM_HEADS", str(heads)]
     cfg = load_config(f"{name}_vit_b16", opts)
-    grid = img_size // PATCH
-    if int(cfg.MASK.NUM_WINDOW) > 0 and grid < 14:
-        # windows of half the grid, at most as many as distinct origins per axis (LoMaR's
-        # batch-shared windows need distinct rows and columns); the paper's (7, 4) on 14 x 14
-        window = max(2, grid // 2)
-        num_window = min(int(cfg.MASK.NUM_WINDOW), grid - window + 1)
-        opts += ["MASK.WINDOW_SIZE", str(window), "MASK.NUM_WINDOW", str(num_window)]
-        cfg = load_config(f"{name}_vit_b16", opts)
-    if cfg.METHOD.NAME == "ijepa":  # I-JEPA's blocks must keep more than MIN_KEEP patches
-        from sarjepa.pretrain.masking import smallest_block
-
-        bh, bw = smallest_block((grid, grid), cfg.MASK.TARGET_SCALE, cfg.MASK.TARGET_ASPECT)
-        if bh * bw <= int(cfg.MASK.MIN_KEEP):
-            cfg = load_config(f"{name}_vit_b16", [*opts, "MASK.MIN_KEEP", str(bh * bw - 1)])
-    return cfg
+    fit = small_grid_overrides(cfg, img_size // PATCH)  # the method's own fit to a small grid
+    return load_config(f"{name}_vit_b16", [*opts, *fit]) if fit else cfg
 
 
 def _method_setup(s: Settings, name: str):

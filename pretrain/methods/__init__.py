@@ -1,9 +1,11 @@
 """Pretraining methods, registered by name.
 
-``METHODS`` maps a method name to a builder ``builder(cfg) -> PretrainMethod`` (see
-:mod:`pretrain.methods.base` for the contract the engine relies on). Every module of this package
-(other than ``base``) that defines ``register(registry)`` is imported on first use and registers
-its methods, so a new method (MAE, I-JEPA, FG-MAE, MaskFeat, ...) is one new module here.
+``METHODS`` maps a method name to its :class:`~pretrain.methods.base.PretrainMethod` subclass (see
+:mod:`pretrain.methods.base` for the contract the engine relies on, and the classmethods through
+which a method owns its config keys). Every module of this package (other than ``base`` and
+``shared``) that defines ``register(registry)`` is imported on first use and registers its
+classes, so a new method is one new module here (plus its YAMLs in ``pretrain/configs/``); what
+several methods share lives in :mod:`pretrain.methods.shared`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ __all__ = [
     "PretrainMethod",
     "build_encoder",
     "build_method",
+    "check_cfg",
+    "current_method_name",
+    "extend_cfg",
     "masked_mse",
+    "method_class",
     "method_names",
+    "small_grid_overrides",
 ]
+_NOT_METHODS = ("base", "shared")
 
 METHODS: Registry = Registry("method")
 _loaded = False
@@ -36,7 +44,7 @@ def _load_all() -> None:
         return
     _loaded = True
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name == "base" or info.name.startswith("_"):
+        if info.name in _NOT_METHODS or info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         register = getattr(module, "register", None)
@@ -48,6 +56,49 @@ def method_names() -> list[str]:
     """Sorted names of all registered methods."""
     _load_all()
     return METHODS.names()
+
+
+def method_class(name: str) -> type[PretrainMethod]:
+    """The class registered as ``name`` (unknown names suggest the closest)."""
+    _load_all()
+    return METHODS.get(name)
+
+
+def _classes() -> list[type[PretrainMethod]]:
+    """Every registered class once, in name order."""
+    _load_all()
+    out: list[type[PretrainMethod]] = []
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        if cls not in out:
+            out.append(cls)
+    return out
+
+
+def extend_cfg(cfg) -> None:
+    """Add every registered method's own config keys to ``cfg`` (the pretraining defaults)."""
+    for cls in _classes():
+        cls.extend_cfg(cfg)
+
+
+def check_cfg(cfg) -> None:
+    """Every registered method's checks of its own keys; one-line ``SarjepaError``."""
+    for cls in _classes():
+        cls.check_cfg(cfg)
+
+
+def small_grid_overrides(cfg, grid: int) -> list[str]:
+    """``KEY VALUE`` overrides fitting ``cfg``'s method to a ``grid x grid`` patch grid."""
+    return method_class(cfg.METHOD.NAME).small_grid_overrides(cfg, grid)
+
+
+def current_method_name(name: str, model_keys) -> str:
+    """The present name of a method a checkpoint records as ``name`` (renamed methods)."""
+    for cls in _classes():
+        new = cls.current_name(name, model_keys)
+        if new is not None:
+            return new
+    return name
 
 
 def build_encoder(cfg):
@@ -79,4 +130,5 @@ def build_encoder(cfg):
 def build_method(cfg) -> PretrainMethod:
     """Build the method named by ``cfg.METHOD.NAME`` (unknown names suggest the closest)."""
     _load_all()
-    return METHODS.get(cfg.METHOD.NAME)(cfg)
+    name = METHODS.resolve(cfg.METHOD.NAME)
+    return METHODS.get(name).from_cfg(cfg, name)

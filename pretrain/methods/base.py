@@ -14,6 +14,14 @@ scalar loss. The engine only relies on this contract:
   ``TRAIN.DECAY_TOKENS False`` exempts from weight decay besides biases and 1-d parameters (by
   default they are decayed, as in the authors' code).
 - ``describe()``: the method/target facts recorded in the checkpoint sidecar.
+
+A method is also its own config contract and registration (classmethods, Dassl's ``extend_cfg``
+style): ``from_cfg(cfg, name)`` builds it, ``extend_cfg(cfg)`` adds the config keys only it reads
+(to the one pretraining tree, :func:`pretrain.config.get_cfg_default`), ``check_cfg(cfg)`` checks
+them when any config loads, ``small_grid_overrides(cfg, grid)`` fits its masking to a small patch
+grid (the speed benchmark), ``current_name(name, model_keys)`` maps a name it had in older
+checkpoints to its present one. The module registers the class under its names with
+``register(registry)`` (:mod:`pretrain.methods`).
 """
 
 from __future__ import annotations
@@ -76,6 +84,33 @@ class PretrainMethod(nn.Module):
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None):
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ config contract
+    @classmethod
+    def from_cfg(cls, cfg, name: str) -> PretrainMethod:
+        """Build the method registered as ``name`` from a pretraining config."""
+        raise NotImplementedError
+
+    @classmethod
+    def extend_cfg(cls, cfg) -> None:
+        """Add this method's own config keys (with their defaults) to ``cfg`` if absent."""
+
+    @classmethod
+    def check_cfg(cls, cfg) -> None:
+        """One-line ``SarjepaError`` for a bad value of a key :meth:`extend_cfg` added; runs on
+        every loaded config, whichever method it names."""
+
+    @classmethod
+    def small_grid_overrides(cls, cfg, grid: int) -> list[str]:
+        """``KEY VALUE`` overrides that fit ``cfg`` (a bundled recipe) to a ``grid x grid`` patch
+        grid smaller than the recipe's; none by default."""
+        return []
+
+    @classmethod
+    def current_name(cls, name: str, model_keys) -> str | None:
+        """The present method name of a checkpoint recorded as ``name`` (with these ``model``
+        keys) if this class knows it under an older name; None otherwise."""
+        return None
 
     # ------------------------------------------------------------------ checkpoint keys
     def _ckpt_key(self, key: str) -> str:

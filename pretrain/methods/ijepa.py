@@ -4,43 +4,31 @@ features of masked blocks from one context block.
 Forward pass, for images (B, 1, H, W), patch p, grid (h, w) = (H/p, W/p), N = h*w, width D:
 
 1. :func:`pretrain.masking.multiblock_masks` draws upstream's multi-block masks (its
-   ``MaskCollator``): one target-block size (area 0.15-0.2 of the grid, aspect 0.75-1.5) and
-   one context-block size (area 0.85-1.0, aspect 1) per batch, from a generator seeded with the
-   number of batches drawn before in the run (:func:`pretrain.masking.block_size_generator`,
-   upstream's call counter); per image, 4 target blocks, then 1 context block with the target
-   patches removed, every block keeping more than ``min_keep`` patches; every mask is cut to the
-   batch's smallest. Positions come from the engine's masking generator (upstream: the global
-   generator of the DataLoader worker). The random calls and their order are upstream's: given
-   the same generator states the masks are upstream's, index for index.
+   ``MaskCollator``, upstream's random calls in upstream's order): per image 4 target blocks and
+   1 context block without them; block sizes seeded with the run's batch counter, positions from
+   the engine's masking generator (upstream: the DataLoader worker's global generator).
 2. Target (no grad): the target encoder on the whole image (sin-cos positions, no CLS, all
    blocks, final norm), ``F.layer_norm`` over D without affine, the target blocks' tokens
    gathered: (4B, K_tgt, D) (repeated per context block as upstream).
 3. Context: the encoder on the context tokens only (patch embedding + sin-cos positions, then
    gathered; blocks; norm): (B, K_ctx, D).
-4. Predictor (narrow ViT): Linear(D -> P) on the context tokens plus the predictor's sin-cos
-   table at their positions, mask tokens plus the table at each target block's positions
-   appended, ``PREDICTOR.DEPTH`` blocks of width P, LayerNorm, Linear(P -> D) on the mask-token
-   outputs: (4B, K_tgt, D).
+4. Predictor (:class:`pretrain.models.predictor.Predictor`, a narrow ViT of width P with
+   ``PREDICTOR.DEPTH`` blocks): from the context tokens to the target blocks: (4B, K_tgt, D).
 5. Loss: ``F.smooth_l1_loss`` (beta 1, mean over every element) of prediction vs target.
 
-After every optimiser step the target encoder moves towards the encoder:
-``t <- m t + (1 - m) e`` over ``parameters()`` in order (upstream's formula and order of
-operations), ``m`` from upstream's ``momentum_scheduler``: for optimiser step k = 1, 2, ...,
-``m = ema0 + (k - 1) (ema1 - ema0) / (steps_per_epoch x epochs x IPE_SCALE)`` (0.996 -> 1.0).
-Before every step, lr and weight decay follow upstream's ``WarmupCosineSchedule`` and
-``CosineWDSchedule`` at step k: lr ``START_LR + k / W (LR - START_LR)`` while k < W =
-``int(WARMUP_EPOCHS x steps_per_epoch)``, then a half cosine to ``MIN_LR`` over
-T = ``int(IPE_SCALE x EPOCHS x steps_per_epoch)``; weight decay
-``final + (WEIGHT_DECAY - final)(1 + cos(pi k / T)) / 2`` (0.04 -> 0.4), clamped at the final
-value, on the two decayed groups only. The optimiser has upstream's four groups in upstream's
-order: encoder weights, predictor weights (decayed), encoder and predictor biases and 1-d
-parameters (``WD_exclude``, no decay); the frozen sin-cos tables sit in the decayed groups as
-upstream (they have no gradient).
+Before every optimiser step k (1, 2, ...), lr, weight decay (on the two decayed groups only) and
+the coming EMA momentum follow upstream's ``WarmupCosineSchedule``, ``CosineWDSchedule`` and
+``momentum_scheduler`` (:class:`pretrain.schedules.StepSchedules`: warm-up from ``START_LR``
+over ``int(WARMUP_EPOCHS x steps_per_epoch)`` steps, cosines over ``int(IPE_SCALE x EPOCHS x
+steps_per_epoch)``, momentum 0.996 -> 1.0); after it the target encoder moves towards the
+encoder, ``t <- m t + (1 - m) e`` over ``parameters()`` in order (upstream's formula and order
+of operations). The optimiser has upstream's four groups in upstream's order: encoder weights,
+predictor weights (decayed), encoder and predictor biases and 1-d parameters (``WD_exclude``,
+no decay); the frozen sin-cos tables sit in the decayed groups as upstream (no gradient).
 
-Collapse monitor: the std over the batch of the layer-normed target features, averaged over
-tokens and dims (population std; batches of one image are skipped), mean of the epoch's
-batches, logged as ``target_std`` in ``log.txt``; below ``TRAIN.COLLAPSE_STD`` a warning line
-is printed (SAR-JEPA's authors saw I-JEPA's EMA target collapse on SAR data).
+Collapse monitor (:class:`pretrain.monitor.CollapseMonitor`): the population std over the batch
+of the layer-normed target features, averaged over tokens and dims, logged per epoch as
+``target_std``; a warning below ``TRAIN.COLLAPSE_STD`` (SAR-JEPA's authors saw it collapse).
 
 Checkpoint: upstream ``save_checkpoint``'s dict: ``encoder``, ``predictor``,
 ``target_encoder`` (state dicts with DDP's ``module.`` prefix and upstream's names:
@@ -75,135 +63,23 @@ from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.pretrain.masking import (
     MultiBlockMasks,
     block_size_generator,
+    gather_tokens,
     multiblock_masks,
+    repeat_interleave_batch,
     smallest_block,
 )
 from sarjepa.pretrain.methods.base import PretrainMethod
-from sarjepa.pretrain.models.pos_embed import sincos_2d
-from sarjepa.pretrain.models.vit import Block, init_weights
+from sarjepa.pretrain.methods.shared import DDP_PREFIX, jsonable, load_strict
+from sarjepa.pretrain.models.predictor import Predictor
+from sarjepa.pretrain.monitor import CollapseMonitor
+from sarjepa.pretrain.schedules import StepSchedules
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 # torch.amp.GradScaler().state_dict() of a fresh scaler (init_scale 2**16, growth 2, backoff 0.5,
 # interval 2000): upstream's load_checkpoint loads 'scaler' whenever it trains in bf16.
-GRAD_SCALER_STATE = {
-    "scale": 65536.0,
-    "growth_factor": 2.0,
-    "backoff_factor": 0.5,
-    "growth_interval": 2000,
-    "_growth_tracker": 0,
-}
-DDP_PREFIX = "module."
-
-
-# ------------------------------------------------------------------------------ schedules
-def warmup_cosine_lr(
-    step: int, warmup_steps: int, total_steps: int, start_lr: float, ref_lr: float, final_lr: float
-) -> float:
-    """Upstream ``WarmupCosineSchedule`` after ``step`` calls (optimiser step ``step``, from 1).
-
-    Args:
-        step: 1-based optimiser step.
-        warmup_steps: ``int(warmup_epochs x steps_per_epoch)``.
-        total_steps: ``int(ipe_scale x epochs x steps_per_epoch)`` (upstream ``T_max``).
-        start_lr, ref_lr, final_lr: lr at step 0, the peak, and the floor of the cosine.
-    """
-    if step < warmup_steps:
-        return start_lr + step / max(1, warmup_steps) * (ref_lr - start_lr)
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return max(
-        final_lr, final_lr + (ref_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    )
-
-
-def cosine_weight_decay(step: int, total_steps: int, ref_wd: float, final_wd: float) -> float:
-    """Upstream ``CosineWDSchedule`` at 1-based optimiser ``step``: a half cosine from ``ref_wd``
-    to ``final_wd`` over ``total_steps``, never past ``final_wd``."""
-    progress = step / total_steps
-    wd = final_wd + (ref_wd - final_wd) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return max(final_wd, wd) if final_wd <= ref_wd else min(final_wd, wd)
-
-
-def ema_momentum(step: int, span: float, ema: tuple[float, float]) -> float:
-    """Upstream ``momentum_scheduler``'s value for 1-based optimiser ``step``:
-    ``ema0 + (step - 1) (ema1 - ema0) / span``, ``span = steps_per_epoch x epochs x ipe_scale``."""
-    return ema[0] + (step - 1) * (ema[1] - ema[0]) / span
-
-
-# ------------------------------------------------------------------------------ tokens
-def gather_tokens(x: Tensor, masks: list[Tensor]) -> Tensor:
-    """Upstream ``apply_masks``: ``x`` (B, N, C), masks of (B, K) indices -> (len(masks) B, K, C),
-    mask-major."""
-    return torch.cat(
-        [torch.gather(x, 1, m.unsqueeze(-1).expand(-1, -1, x.shape[-1])) for m in masks], dim=0
-    )
-
-
-def repeat_interleave_batch(x: Tensor, batch: int, repeat: int) -> Tensor:
-    """Upstream ``repeat_interleave_batch``: each consecutive chunk of ``batch`` rows repeated
-    ``repeat`` times in place."""
-    chunks = [x[i * batch : (i + 1) * batch] for i in range(len(x) // batch)]
-    return torch.cat([c for c in chunks for _ in range(repeat)], dim=0)
-
-
-class Predictor(nn.Module):
-    """Upstream ``VisionTransformerPredictor`` (its parameter names, order and shapes).
-
-    Args:
-        grid: patch grid (h, w) of the fixed sin-cos table ``predictor_pos_embed`` (1, h*w, P).
-        embed_dim: encoder width D.
-        pred_dim: predictor width P (divisible by 4 and by ``num_heads``).
-        depth: predictor blocks.
-        num_heads: heads per block (upstream: the encoder's).
-        mlp_ratio: MLP width / P.
-    """
-
-    def __init__(
-        self,
-        grid: tuple[int, int],
-        embed_dim: int,
-        pred_dim: int,
-        depth: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-    ) -> None:
-        super().__init__()
-        self.predictor_embed = nn.Linear(embed_dim, pred_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, pred_dim))
-        table = sincos_2d(pred_dim, grid).unsqueeze(0)
-        self.predictor_pos_embed = nn.Parameter(table, requires_grad=False)
-        self.predictor_blocks = nn.ModuleList(
-            Block(pred_dim, num_heads, mlp_ratio, qkv_bias=True, rpe=False, norm_eps=1e-6)
-            for _ in range(depth)
-        )
-        self.predictor_norm = nn.LayerNorm(pred_dim, eps=1e-6)
-        self.predictor_proj = nn.Linear(pred_dim, embed_dim)
-        self.apply(init_weights)
-        trunc_normal_(self.mask_token, std=0.02)
-
-    def forward(self, x: Tensor, context: list[Tensor], targets: list[Tensor]) -> Tensor:
-        """Predict the target blocks' features.
-
-        Args:
-            x: (n_ctx B, K_ctx, D) context-encoder output, context-block-major.
-            context: n_ctx index tensors (B, K_ctx).
-            targets: n_tgt index tensors (B, K_tgt).
-
-        Returns:
-            (n_tgt n_ctx B, K_tgt, D), target-block-major as upstream.
-        """
-        b = x.shape[0] // len(context)
-        x = self.predictor_embed(x)
-        table = self.predictor_pos_embed.expand(b, -1, -1)
-        x = x + gather_tokens(table, context).to(x.dtype)
-        n_ctx = x.shape[1]
-        pos = repeat_interleave_batch(gather_tokens(table, targets), b, len(context))
-        queries = (self.mask_token + pos).to(x.dtype)
-        x = torch.cat([x.repeat(len(targets), 1, 1), queries], dim=1)
-        for blk in self.predictor_blocks:
-            x = blk(x)
-        x = self.predictor_norm(x)
-        return self.predictor_proj(x[:, n_ctx:])
+GRAD_SCALER_STATE = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5}
+GRAD_SCALER_STATE |= {"growth_interval": 2000, "_growth_tracker": 0}
 
 
 class IJEPA(PretrainMethod):
@@ -214,10 +90,8 @@ class IJEPA(PretrainMethod):
         pred_dim, pred_depth, pred_heads, pred_mlp_ratio: the predictor.
         mask: :func:`pretrain.masking.multiblock_masks` keyword arguments (num_targets,
             target_scale, target_aspect, num_context, context_scale, min_keep, allow_overlap).
-        ema: target momentum at the first and the last step.
-        ipe_scale: the schedules span ``ipe_scale`` x the run's optimiser steps.
-        start_lr: lr at the start of the warm-up.
-        weight_decay, final_weight_decay: ends of the weight-decay cosine (final < 0: constant).
+        schedules: lr / weight-decay / momentum schedules (None: start lr 0, weight decay
+            0.04 -> 0.4, momentum 0.996 -> 1.0, ipe_scale 1).
         collapse_std: warn when the epoch's ``target_std`` is below this (0 = never).
     """
 
@@ -232,11 +106,7 @@ class IJEPA(PretrainMethod):
         pred_heads: int = 12,
         pred_mlp_ratio: float = 4.0,
         mask: dict | None = None,
-        ema: tuple[float, float] = (0.996, 1.0),
-        ipe_scale: float = 1.0,
-        start_lr: float = 0.0,
-        weight_decay: float = 0.04,
-        final_weight_decay: float = 0.4,
+        schedules: StepSchedules | None = None,
         collapse_std: float = 0.01,
     ) -> None:
         super().__init__(encoder)
@@ -249,18 +119,61 @@ class IJEPA(PretrainMethod):
         self.target_encoder = copy.deepcopy(encoder)
         self.target_encoder.requires_grad_(False)
         self.mask = dict(mask or {})
-        self.ema = (float(ema[0]), float(ema[1]))
-        self.ipe_scale = float(ipe_scale)
-        self.start_lr = float(start_lr)
-        self.weight_decay = float(weight_decay)
-        self.final_weight_decay = float(final_weight_decay)
-        self.collapse_std = float(collapse_std)
-        self._momentum = self.ema[0]  # of the coming optimiser step (before_optimizer_step)
+        self.schedules = schedules or StepSchedules(0.0, 0.04, 0.4, (0.996, 1.0), 1.0)
+        self.monitor = CollapseMonitor(collapse_std)
+        self._momentum = self.schedules.ema[0]  # of the coming optimiser step
         self._batches = 0  # batches drawn so far in the run: the block-size generator's seed
         self._epoch = 0
-        self._sums: Tensor | None = None  # (target std, loss) summed over the epoch's batches
-        self._count = 0
         self.last_epoch_loss = 0.0
+
+    # -------------------------------------------------------------------------- config
+    @classmethod
+    def extend_cfg(cls, cfg) -> None:
+        """I-JEPA's multi-block masks (upstream ``MaskCollator``'s names in brackets), schedules
+        (per optimiser step, as upstream's) and collapse monitor."""
+        m, t = cfg.MASK, cfg.TRAIN
+        m.NUM_TARGETS = 4  # target blocks per image [npred]
+        m.TARGET_SCALE = (0.15, 0.2)  # target block area, fraction of the grid [pred_mask_scale]
+        m.TARGET_ASPECT = (0.75, 1.5)  # target block height / width [aspect_ratio]
+        m.NUM_CONTEXT = 1  # context blocks per image [nenc]
+        m.CONTEXT_SCALE = (0.85, 1.0)  # context block area (aspect 1) [enc_mask_scale]
+        m.MIN_KEEP = 10  # every block keeps more than this many patches [min_keep]
+        m.ALLOW_OVERLAP = False  # keep target patches in the context [allow_overlap]
+        t.START_LR = 0.0  # lr at the start of the warm-up (upstream start_lr)
+        t.FINAL_WEIGHT_DECAY = -1.0  # cosine ramp WEIGHT_DECAY -> this; < 0 = constant
+        t.EMA_MOMENTUM = (0.996, 1.0)  # target-encoder momentum, linear from first to last step
+        t.IPE_SCALE = 1.0  # schedules span IPE_SCALE x the run's steps (upstream ipe_scale)
+        t.COLLAPSE_STD = 0.01  # warn when the target features' std across the batch is lower
+
+    @classmethod
+    def small_grid_overrides(cls, cfg, grid: int) -> list[str]:
+        """Lower ``MASK.MIN_KEEP`` below the smallest target block the grid allows."""
+        bh, bw = smallest_block((grid, grid), cfg.MASK.TARGET_SCALE, cfg.MASK.TARGET_ASPECT)
+        return ["MASK.MIN_KEEP", str(bh * bw - 1)] if bh * bw <= int(cfg.MASK.MIN_KEEP) else []
+
+    @classmethod
+    def from_cfg(cls, cfg, name: str = "ijepa") -> IJEPA:
+        """Build I-JEPA from a pretraining config (see ``pretrain/configs/ijepa_vit_b16.yaml``)."""
+        from sarjepa.pretrain.methods import build_encoder
+
+        _check_ijepa_cfg(cfg)
+        encoder, t = build_encoder(cfg), cfg.TRAIN
+        return cls(
+            encoder,
+            pred_dim=int(cfg.PREDICTOR.EMBED_DIM),
+            pred_depth=int(cfg.PREDICTOR.DEPTH),
+            pred_heads=int(cfg.PREDICTOR.NUM_HEADS),
+            pred_mlp_ratio=float(cfg.PREDICTOR.MLP_RATIO),
+            mask=_mask_options(cfg, tuple(encoder.grid_size)),
+            schedules=StepSchedules(
+                float(t.START_LR),
+                float(t.WEIGHT_DECAY),
+                float(t.FINAL_WEIGHT_DECAY),
+                (float(t.EMA_MOMENTUM[0]), float(t.EMA_MOMENTUM[1])),
+                float(t.IPE_SCALE),
+            ),  # fmt: skip
+            collapse_std=float(t.COLLAPSE_STD),
+        )
 
     # -------------------------------------------------------------------------- forward
     def draw_masks(self, batch: int, grid: tuple[int, int], generator) -> MultiBlockMasks:
@@ -305,9 +218,7 @@ class IJEPA(PretrainMethod):
         z = self.predictor(self.encode_context(images, context), context, targets)
         loss = F.smooth_l1_loss(z.float(), h)
         if self.training and std is not None:
-            pair = torch.stack([std, loss.detach()])
-            self._sums = pair if self._sums is None else self._sums + pair
-            self._count += 1
+            self.monitor.add(std, loss.detach())
         stats = {"loss": loss.detach()}
         if std is not None:
             stats["target_std"] = std
@@ -335,17 +246,13 @@ class IJEPA(PretrainMethod):
         schedulers, see the module docstring) and the batch counter."""
         ipe = plan.steps_per_epoch
         k = plan.epoch * ipe + micro_step // plan.accum + 1
-        total = int(self.ipe_scale * plan.epochs * ipe)
-        warmup = int(plan.warmup_epochs * ipe)
-        lr = warmup_cosine_lr(k, warmup, total, self.start_lr, plan.lr_peak, plan.min_lr)
-        wd = self.weight_decay
-        if self.final_weight_decay >= 0:
-            wd = cosine_weight_decay(k, total, self.weight_decay, self.final_weight_decay)
+        lr, wd, self._momentum = self.schedules.at(
+            k, ipe, plan.epochs, plan.warmup_epochs, plan.lr_peak, plan.min_lr
+        )
         for group in optimizer.param_groups:
             group["lr"] = lr
             if not group.get("WD_exclude", False):
                 group["weight_decay"] = wd
-        self._momentum = ema_momentum(k, ipe * plan.epochs * self.ipe_scale, self.ema)
         self._batches = plan.epoch * plan.iters + micro_step
         self._epoch = plan.epoch
 
@@ -361,22 +268,10 @@ class IJEPA(PretrainMethod):
 
     def epoch_metrics(self) -> dict[str, float]:
         """``target_std`` of the epoch (mean over batches and ranks); warns below the threshold."""
-        if self._sums is None:
+        means = self.monitor.end_epoch(self._epoch)
+        if means is None:
             return {}
-        sums = self._sums.detach().float() / self._count
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(sums)
-            sums /= dist.get_world_size()
-        std, loss = (float(v) for v in sums.tolist())
-        self._sums, self._count, self.last_epoch_loss = None, 0, loss
-        main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-        if main and std < self.collapse_std:
-            print(
-                f"warning: epoch {self._epoch}: target features' std across the batch {std:.3g} "
-                f"< TRAIN.COLLAPSE_STD {self.collapse_std:g}: the EMA target may be collapsing",
-                flush=True,
-            )
+        std, self.last_epoch_loss = means
         return {"target_std": std}
 
     # -------------------------------------------------------------------------- checkpoint
@@ -406,18 +301,14 @@ class IJEPA(PretrainMethod):
         Raises:
             SarjepaError: an entry is missing, or its keys or shapes differ (names ``path``).
         """
-        parts = (
-            ("encoder", self.encoder),
-            ("predictor", self.predictor),
-            ("target_encoder", self.target_encoder),
-        )
-        for key, module in parts:
+        for key in ("encoder", "predictor", "target_encoder"):
+            module = getattr(self, key)
             state = ckpt.get(key)
             if not isinstance(state, dict):
                 raise SarjepaError(
                     f"checkpoint '{path}' has no '{key}' entry (not an I-JEPA checkpoint)"
                 )
-            _load_strict(module, state, f"checkpoint '{path}' entry '{key}'")
+            load_strict(module, state, f"checkpoint '{path}' entry '{key}'")
         return ckpt.get("opt")
 
     def start_epoch(self, ckpt: dict) -> int:
@@ -429,49 +320,35 @@ class IJEPA(PretrainMethod):
             "method": self.name,
             "target": self.target_name,
             "target_options": {"layer_norm": True, "affine": False},
-            "masking": {"kind": "multiblock", **_plain(self.mask)},
+            "masking": {"kind": "multiblock", **jsonable(self.mask)},
             "predictor": {
                 "kind": "vit",
                 "embed_dim": int(self.predictor.predictor_embed.out_features),
                 "depth": len(self.predictor.predictor_blocks),
             },
-            "ema": list(self.ema),
-            "ipe_scale": self.ipe_scale,
-            "start_lr": self.start_lr,
-            "weight_decay": [self.weight_decay, self.final_weight_decay],
-            "collapse_std": self.collapse_std,
+            "ema": list(self.schedules.ema),
+            "ipe_scale": self.schedules.ipe_scale,
+            "start_lr": self.schedules.start_lr,
+            "weight_decay": [self.schedules.weight_decay, self.schedules.final_weight_decay],
+            "collapse_std": self.monitor.threshold,
             "pooling": "mean",
             "source": "facebookresearch/ijepa src/train.py (MaskCollator, vision_transformer.py)",
         }
 
 
-def _plain(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _load_strict(module: nn.Module, state: dict, what: str) -> None:
-    """``module.load_state_dict(state)`` without ``module.`` prefixes, with one-line errors."""
-    state = {(k[len(DDP_PREFIX) :] if k.startswith(DDP_PREFIX) else k): v for k, v in state.items()}
-    own = module.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    bad = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or bad:
-        raise SarjepaError(
-            f"{what} does not fit: missing {missing[:4] or 'none'}, unexpected "
-            f"{unexpected[:4] or 'none'}, shape mismatch {bad[:4] or 'none'}"
-        )
-    module.load_state_dict(state, strict=True)
-
-
 def _mask_options(cfg, grid: tuple[int, int]) -> dict:
     """``multiblock_masks`` options from ``MASK.*``, checked against the patch grid."""
     m = cfg.MASK
-    opts = {
+
+    def pair(key: str) -> tuple[float, float]:
+        return float(m[key][0]), float(m[key][1])
+
+    opts = {  # upstream MaskCollator's argument order (also the sidecar's)
         "num_targets": int(m.NUM_TARGETS),
-        "target_scale": (float(m.TARGET_SCALE[0]), float(m.TARGET_SCALE[1])),
-        "target_aspect": (float(m.TARGET_ASPECT[0]), float(m.TARGET_ASPECT[1])),
+        "target_scale": pair("TARGET_SCALE"),
+        "target_aspect": pair("TARGET_ASPECT"),
         "num_context": int(m.NUM_CONTEXT),
-        "context_scale": (float(m.CONTEXT_SCALE[0]), float(m.CONTEXT_SCALE[1])),
+        "context_scale": pair("CONTEXT_SCALE"),
         "min_keep": int(m.MIN_KEEP),
         "allow_overlap": bool(m.ALLOW_OVERLAP),
     }
@@ -532,29 +409,6 @@ def _check_ijepa_cfg(cfg) -> None:
         )
 
 
-def build_ijepa(cfg) -> IJEPA:
-    """Build I-JEPA from a pretraining config (see ``pretrain/configs/ijepa_vit_b16.yaml``)."""
-    from sarjepa.pretrain.methods import build_encoder
-
-    _check_ijepa_cfg(cfg)
-    encoder = build_encoder(cfg)
-    mask = _mask_options(cfg, tuple(encoder.grid_size))
-    return IJEPA(
-        encoder,
-        pred_dim=int(cfg.PREDICTOR.EMBED_DIM),
-        pred_depth=int(cfg.PREDICTOR.DEPTH),
-        pred_heads=int(cfg.PREDICTOR.NUM_HEADS),
-        pred_mlp_ratio=float(cfg.PREDICTOR.MLP_RATIO),
-        mask=mask,
-        ema=tuple(cfg.TRAIN.EMA_MOMENTUM),
-        ipe_scale=float(cfg.TRAIN.IPE_SCALE),
-        start_lr=float(cfg.TRAIN.START_LR),
-        weight_decay=float(cfg.TRAIN.WEIGHT_DECAY),
-        final_weight_decay=float(cfg.TRAIN.FINAL_WEIGHT_DECAY),
-        collapse_std=float(cfg.TRAIN.COLLAPSE_STD),
-    )
-
-
 def register(registry) -> None:
     """Register ``ijepa``."""
-    registry.add("ijepa", build_ijepa)
+    registry.add("ijepa", IJEPA)

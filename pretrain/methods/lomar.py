@@ -46,14 +46,19 @@ from typing import Any
 
 import torch
 from sarjepa.benchmark.core.errors import SarjepaError
-from sarjepa.pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
-from sarjepa.pretrain.methods.sarjepa import _jsonable, check_window_geometry, target_spec
+from sarjepa.pretrain.methods.base import init_weights_mae
+from sarjepa.pretrain.methods.shared import (
+    LocalWindowMethod,
+    build_cfg_target,
+    check_window_geometry,
+    target_facts,
+)
 from torch import Tensor, nn
 
 DEFAULT_TARGET = ("pixel", {"norm_pix": True})
 
 
-class LoMaR(PretrainMethod):
+class LoMaR(LocalWindowMethod):
     """Upstream LoMaR: local windows with mask tokens, encoder, linear pixel head.
 
     Args:
@@ -103,6 +108,32 @@ class LoMaR(PretrainMethod):
         nn.init.normal_(self.encoder.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
+    @classmethod
+    def from_cfg(cls, cfg, name: str = "lomar") -> LoMaR:
+        """Build upstream LoMaR from a pretraining config (``PREDICTOR.DEPTH`` must be 0)."""
+        from sarjepa.pretrain.methods import build_encoder
+
+        if int(cfg.PREDICTOR.DEPTH) != 0:
+            raise SarjepaError(
+                "method 'lomar' has no decoder (upstream LoMaR predicts with one linear layer): "
+                f"set PREDICTOR.DEPTH 0, got {cfg.PREDICTOR.DEPTH} (sarjepa_pixel is the variant "
+                "with SAR-JEPA's predictor)"
+            )
+        encoder = build_encoder(cfg)
+        check_window_geometry(
+            cfg.INPUT.SIZE, encoder.patch_size, cfg.MASK.WINDOW_SIZE, cfg.MASK.RATIO
+        )
+        target, tname, toptions = build_cfg_target(cfg, encoder.patch_size, *DEFAULT_TARGET)
+        return cls(
+            encoder,
+            target,
+            target_name=tname,
+            target_options=toptions,
+            window_size=cfg.MASK.WINDOW_SIZE,
+            num_window=cfg.MASK.NUM_WINDOW,
+            mask_ratio=cfg.MASK.RATIO,
+        )
+
     def draw_windows(self, batch: int, grid_hw: tuple[int, int], generator):
         """Upstream's windows (shared by the batch) and per-image masks, on the CPU."""
         from sarjepa.pretrain.masking import shared_local_windows
@@ -128,55 +159,13 @@ class LoMaR(PretrainMethod):
         Returns:
             (B*W, L, target dim); sequence ``i*W + k`` is window ``k`` of image ``i``.
         """
-        tokens = self.encoder.patch_embed(images)  # (B, N, D)
-        b, _, d = tokens.shape
-        nw, seq = patch_index.shape[1], patch_index.shape[2]
-        idx = patch_index.reshape(b, nw * seq, 1).expand(-1, -1, d)
-        x = torch.gather(tokens, 1, idx).reshape(b * nw, seq, d)
-        x = torch.where(mask.reshape(b * nw, seq, 1), self.mask_token.to(x.dtype), x)
+        x = self.window_tokens(images, patch_index, mask)
         x = self.encoder.forward_blocks(x, grid=(self.window_size, self.window_size))
         return self.encoder_pred(x)[:, 1:]
 
-    def compute_targets(self, images: Tensor, patch_index: Tensor) -> Tensor:
-        """Targets of the window tokens: (B*W, L, dim) float32, same order as :meth:`predict`."""
-        with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
-            full = self.target(images.float())  # (B, N, dim)
-        b, _, dim = full.shape
-        nw, seq = patch_index.shape[1], patch_index.shape[2]
-        idx = patch_index.reshape(b, nw * seq, 1).expand(-1, -1, dim)
-        return torch.gather(full, 1, idx).reshape(b * nw, seq, dim)
-
-    def forward(self, images: Tensor, generator: torch.Generator | None = None):
-        """Loss of one batch.
-
-        Args:
-            images: (B, C, H, W) in [0, 1]; H, W multiples of the patch size.
-            generator: CPU generator for windows and masks (None: torch's default generator,
-                which makes the draws upstream's).
-
-        Returns:
-            ``(loss, stats)``: 0-d float32 masked-patch MSE and ``{"loss": detached}``.
-        """
-        p = self.encoder.patch_size
-        grid = (images.shape[-2] // p, images.shape[-1] // p)
-        win = self.draw_windows(images.shape[0], grid, generator)
-        patch_index = win.patch_index.to(images.device, non_blocking=True)
-        mask = win.mask.to(images.device, non_blocking=True)
-        pred = self.predict(images, patch_index, mask)
-        target = self.compute_targets(images, patch_index)
-        b, nw, seq = mask.shape
-        loss = masked_mse(pred, target, mask.reshape(b * nw, seq))
-        return loss, {"loss": loss.detach()}
-
     def describe(self) -> dict:
-        options = self.target_options
-        if callable(getattr(self.target, "options", None)):
-            options = {**self.target.options(), **options}
         return {
-            "method": self.name,
-            "target": self.target_name,
-            "target_options": _jsonable(options),
-            "target_dim": int(self.target.dim),
+            **target_facts(self),
             "masking": {
                 "kind": "local_windows",
                 "window_size": self.window_size,
@@ -189,35 +178,6 @@ class LoMaR(PretrainMethod):
         }
 
 
-def build_lomar(cfg) -> LoMaR:
-    """Build upstream LoMaR from a pretraining config (``PREDICTOR.DEPTH`` must be 0)."""
-    from sarjepa.pretrain.methods import build_encoder
-    from sarjepa.pretrain.targets import build_target
-
-    if int(cfg.PREDICTOR.DEPTH) != 0:
-        raise SarjepaError(
-            f"method 'lomar' has no decoder (upstream LoMaR predicts with one linear layer): set "
-            f"PREDICTOR.DEPTH 0, got {cfg.PREDICTOR.DEPTH} (sarjepa_pixel is the variant with "
-            "SAR-JEPA's predictor)"
-        )
-    encoder = build_encoder(cfg)
-    check_window_geometry(cfg.INPUT.SIZE, encoder.patch_size, cfg.MASK.WINDOW_SIZE, cfg.MASK.RATIO)
-    tname, toptions = target_spec(cfg, *DEFAULT_TARGET)
-    try:
-        target = build_target(tname, patch_size=encoder.patch_size, **toptions)
-    except TypeError as exc:
-        raise SarjepaError(f"TARGET.OPTIONS for target '{tname}': {exc}") from None
-    return LoMaR(
-        encoder,
-        target,
-        target_name=tname,
-        target_options=toptions,
-        window_size=cfg.MASK.WINDOW_SIZE,
-        num_window=cfg.MASK.NUM_WINDOW,
-        mask_ratio=cfg.MASK.RATIO,
-    )
-
-
 def register(registry) -> None:
     """Register ``lomar``."""
-    registry.add("lomar", build_lomar)
+    registry.add("lomar", LoMaR)

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
-from sarjepa.pretrain.methods.sarjepa import _jsonable, target_spec
+from sarjepa.pretrain.methods.shared import build_cfg_target, target_facts
 from torch import Tensor, nn
 
 DEFAULT_TARGETS = {
@@ -115,6 +115,38 @@ class MaskedAutoencoder(PretrainMethod):
         nn.init.normal_(encoder.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
+    @classmethod
+    def from_cfg(cls, cfg, name: str) -> MaskedAutoencoder:
+        """Build ``mae`` or ``fgmae`` from a pretraining config."""
+        from sarjepa.pretrain.methods import build_encoder
+
+        if int(cfg.PREDICTOR.DEPTH) < 1:
+            raise SarjepaError(
+                f"method '{name}' needs a decoder: PREDICTOR.DEPTH >= 1, got {cfg.PREDICTOR.DEPTH}"
+            )
+        if not 0.0 < float(cfg.MASK.RATIO) < 1.0:
+            raise SarjepaError(f"MASK.RATIO must be in (0, 1) for '{name}', got {cfg.MASK.RATIO}")
+        encoder = build_encoder(cfg)
+        target, tname, toptions = build_cfg_target(cfg, encoder.patch_size, *DEFAULT_TARGETS[name])
+        dim, heads = int(cfg.PREDICTOR.EMBED_DIM), int(cfg.PREDICTOR.NUM_HEADS)
+        if heads < 1 or dim % heads or dim % 4:
+            raise SarjepaError(
+                f"PREDICTOR.EMBED_DIM {dim} must be divisible by PREDICTOR.NUM_HEADS {heads} and "
+                "by 4 (the decoder's sin-cos table)"
+            )
+        return cls(
+            encoder,
+            target,
+            name=name,
+            target_name=tname,
+            target_options=toptions,
+            mask_ratio=cfg.MASK.RATIO,
+            decoder_dim=dim,
+            decoder_depth=int(cfg.PREDICTOR.DEPTH),
+            decoder_heads=heads,
+            mlp_ratio=float(cfg.PREDICTOR.MLP_RATIO),
+        )
+
     def encode(self, images: Tensor, ids_keep: Tensor) -> Tensor:
         """Encoder on the kept patches: (B, 1 + n_keep, D) after the final norm."""
         tokens = self.encoder.patch_embed(images)  # (B, N, D)
@@ -162,59 +194,16 @@ class MaskedAutoencoder(PretrainMethod):
         return loss, {"loss": loss.detach()}
 
     def describe(self) -> dict:
-        options = self.target_options
-        if callable(getattr(self.target, "options", None)):
-            options = {**self.target.options(), **options}
         dim, depth, heads = self.decoder_shape
         return {
-            "method": self.name,
-            "target": self.target_name,
-            "target_options": _jsonable(options),
-            "target_dim": int(self.target.dim),
+            **target_facts(self),
             "masking": {"kind": "random", "mask_ratio": self.mask_ratio},
             "predictor": {"kind": "decoder", "embed_dim": dim, "depth": depth, "num_heads": heads},
             "source": SOURCES.get(self.name, ""),
         }
 
 
-def build_masked_autoencoder(cfg, name: str) -> MaskedAutoencoder:
-    """Build ``mae`` or ``fgmae`` from a pretraining config."""
-    from sarjepa.pretrain.methods import build_encoder
-    from sarjepa.pretrain.targets import build_target
-
-    if int(cfg.PREDICTOR.DEPTH) < 1:
-        raise SarjepaError(
-            f"method '{name}' needs a decoder: PREDICTOR.DEPTH >= 1, got {cfg.PREDICTOR.DEPTH}"
-        )
-    if not 0.0 < float(cfg.MASK.RATIO) < 1.0:
-        raise SarjepaError(f"MASK.RATIO must be in (0, 1) for '{name}', got {cfg.MASK.RATIO}")
-    encoder = build_encoder(cfg)
-    tname, toptions = target_spec(cfg, *DEFAULT_TARGETS[name])
-    try:
-        target = build_target(tname, patch_size=encoder.patch_size, **toptions)
-    except TypeError as exc:
-        raise SarjepaError(f"TARGET.OPTIONS for target '{tname}': {exc}") from None
-    dim, heads = int(cfg.PREDICTOR.EMBED_DIM), int(cfg.PREDICTOR.NUM_HEADS)
-    if heads < 1 or dim % heads or dim % 4:
-        raise SarjepaError(
-            f"PREDICTOR.EMBED_DIM {dim} must be divisible by PREDICTOR.NUM_HEADS {heads} and by "
-            "4 (the decoder's sin-cos table)"
-        )
-    return MaskedAutoencoder(
-        encoder,
-        target,
-        name=name,
-        target_name=tname,
-        target_options=toptions,
-        mask_ratio=cfg.MASK.RATIO,
-        decoder_dim=dim,
-        decoder_depth=int(cfg.PREDICTOR.DEPTH),
-        decoder_heads=heads,
-        mlp_ratio=float(cfg.PREDICTOR.MLP_RATIO),
-    )
-
-
 def register(registry) -> None:
     """Register ``mae`` and ``fgmae``."""
-    registry.add("mae", lambda cfg: build_masked_autoencoder(cfg, "mae"))
-    registry.add("fgmae", lambda cfg: build_masked_autoencoder(cfg, "fgmae"))
+    registry.add("mae", MaskedAutoencoder)
+    registry.add("fgmae", MaskedAutoencoder)

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.pretrain.methods.base import PretrainMethod, masked_mse
-from sarjepa.pretrain.methods.sarjepa import _jsonable, target_spec
+from sarjepa.pretrain.methods.shared import build_cfg_target, target_facts
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
@@ -115,6 +115,54 @@ class MaskFeat(PretrainMethod):
         trunc_normal_(self.pred_head.projections[0].weight, std=0.02)
         nn.init.zeros_(self.pred_head.projections[0].bias)
 
+    @classmethod
+    def extend_cfg(cls, cfg) -> None:
+        """Block-wise masking keys (``round(N * MASK.RATIO)`` patches in rectangles, BEiT's
+        generator)."""
+        m = cfg.MASK
+        m.BLOCK_MIN_PATCHES = 0  # smallest rectangle area; 0 = masked count // 5 (MaskFeat's rule)
+        m.BLOCK_MAX_PATCHES = 0  # largest rectangle area; 0 = no cap besides the masked count
+        m.BLOCK_MIN_ASPECT = 0.3  # rectangle aspect ratio drawn log-uniformly in [this, 1/this]
+
+    @classmethod
+    def from_cfg(cls, cfg, name: str = "maskfeat") -> MaskFeat:
+        """Build MaskFeat from a pretraining config (``PREDICTOR.DEPTH`` must be 0)."""
+        from sarjepa.pretrain.methods import build_encoder
+
+        if int(cfg.PREDICTOR.DEPTH) != 0:
+            raise SarjepaError(
+                "method 'maskfeat' predicts with one linear layer (MaskFeat's 'separate' head): "
+                f"set PREDICTOR.DEPTH 0, got {cfg.PREDICTOR.DEPTH}"
+            )
+        encoder = build_encoder(cfg)
+        grid = encoder.grid_size
+        n = blockwise_mask_count(grid[0] * grid[1], cfg.MASK.RATIO)
+        if not 0 < n < grid[0] * grid[1]:
+            raise SarjepaError(
+                f"MASK.RATIO {cfg.MASK.RATIO} masks {n} of the {grid[0]}x{grid[1]} patches "
+                f"(need 1..{grid[0] * grid[1] - 1})"
+            )
+        if cfg.MASK.BLOCK_MIN_PATCHES < 0 or cfg.MASK.BLOCK_MAX_PATCHES < 0:
+            raise SarjepaError(
+                "MASK.BLOCK_MIN_PATCHES and MASK.BLOCK_MAX_PATCHES must be >= 0, got "
+                f"{cfg.MASK.BLOCK_MIN_PATCHES} and {cfg.MASK.BLOCK_MAX_PATCHES}"
+            )
+        if not 0.0 < cfg.MASK.BLOCK_MIN_ASPECT <= 1.0:
+            raise SarjepaError(
+                f"MASK.BLOCK_MIN_ASPECT must be in (0, 1], got {cfg.MASK.BLOCK_MIN_ASPECT}"
+            )
+        target, tname, toptions = build_cfg_target(cfg, encoder.patch_size, *DEFAULT_TARGET)
+        return cls(
+            encoder,
+            target,
+            target_name=tname,
+            target_options=toptions,
+            mask_ratio=cfg.MASK.RATIO,
+            min_patches=cfg.MASK.BLOCK_MIN_PATCHES,
+            max_patches=cfg.MASK.BLOCK_MAX_PATCHES,
+            min_aspect=cfg.MASK.BLOCK_MIN_ASPECT,
+        )
+
     def mask_sizes(self, num_patches: int) -> tuple[int, int, int]:
         """(masked count, smallest and largest rectangle area) for a grid of ``num_patches``."""
         n = blockwise_mask_count(num_patches, self.mask_ratio)
@@ -174,14 +222,8 @@ class MaskFeat(PretrainMethod):
         return loss, {"loss": loss.detach()}
 
     def describe(self) -> dict:
-        options = self.target_options
-        if callable(getattr(self.target, "options", None)):
-            options = {**self.target.options(), **options}
         return {
-            "method": self.name,
-            "target": self.target_name,
-            "target_options": _jsonable(options),
-            "target_dim": int(self.target.dim),
+            **target_facts(self),
             "masking": {
                 "kind": "blockwise",
                 "mask_ratio": self.mask_ratio,
@@ -195,50 +237,6 @@ class MaskFeat(PretrainMethod):
         }
 
 
-def build_maskfeat(cfg) -> MaskFeat:
-    """Build MaskFeat from a pretraining config (``PREDICTOR.DEPTH`` must be 0)."""
-    from sarjepa.pretrain.methods import build_encoder
-    from sarjepa.pretrain.targets import build_target
-
-    if int(cfg.PREDICTOR.DEPTH) != 0:
-        raise SarjepaError(
-            "method 'maskfeat' predicts with one linear layer (MaskFeat's 'separate' head): set "
-            f"PREDICTOR.DEPTH 0, got {cfg.PREDICTOR.DEPTH}"
-        )
-    encoder = build_encoder(cfg)
-    grid = encoder.grid_size
-    n = blockwise_mask_count(grid[0] * grid[1], cfg.MASK.RATIO)
-    if not 0 < n < grid[0] * grid[1]:
-        raise SarjepaError(
-            f"MASK.RATIO {cfg.MASK.RATIO} masks {n} of the {grid[0]}x{grid[1]} patches "
-            f"(need 1..{grid[0] * grid[1] - 1})"
-        )
-    if cfg.MASK.BLOCK_MIN_PATCHES < 0 or cfg.MASK.BLOCK_MAX_PATCHES < 0:
-        raise SarjepaError(
-            "MASK.BLOCK_MIN_PATCHES and MASK.BLOCK_MAX_PATCHES must be >= 0, got "
-            f"{cfg.MASK.BLOCK_MIN_PATCHES} and {cfg.MASK.BLOCK_MAX_PATCHES}"
-        )
-    if not 0.0 < cfg.MASK.BLOCK_MIN_ASPECT <= 1.0:
-        raise SarjepaError(
-            f"MASK.BLOCK_MIN_ASPECT must be in (0, 1], got {cfg.MASK.BLOCK_MIN_ASPECT}"
-        )
-    tname, toptions = target_spec(cfg, *DEFAULT_TARGET)
-    try:
-        target = build_target(tname, patch_size=encoder.patch_size, **toptions)
-    except TypeError as exc:
-        raise SarjepaError(f"TARGET.OPTIONS for target '{tname}': {exc}") from None
-    return MaskFeat(
-        encoder,
-        target,
-        target_name=tname,
-        target_options=toptions,
-        mask_ratio=cfg.MASK.RATIO,
-        min_patches=cfg.MASK.BLOCK_MIN_PATCHES,
-        max_patches=cfg.MASK.BLOCK_MAX_PATCHES,
-        min_aspect=cfg.MASK.BLOCK_MIN_ASPECT,
-    )
-
-
 def register(registry) -> None:
     """Register ``maskfeat``."""
-    registry.add("maskfeat", build_maskfeat)
+    registry.add("maskfeat", MaskFeat)

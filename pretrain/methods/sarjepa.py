@@ -51,7 +51,13 @@ from typing import Any
 
 import torch
 from sarjepa.benchmark.core.errors import SarjepaError
-from sarjepa.pretrain.methods.base import PretrainMethod, init_weights_mae, masked_mse
+from sarjepa.pretrain.methods.base import init_weights_mae
+from sarjepa.pretrain.methods.shared import (
+    LocalWindowMethod,
+    build_cfg_target,
+    check_window_geometry,
+    target_facts,
+)
 from torch import Tensor, nn
 
 # method name -> (target name, default target options)
@@ -73,35 +79,7 @@ RENAMED: dict[str, str] = {
 }
 
 
-def current_method_name(name: str, model_keys) -> str:
-    """The present name of a method recorded in a checkpoint (old names are mapped by
-    :data:`RENAMED`; a ``lomar`` checkpoint is SAR-JEPA's pixel variant only when it has the
-    predictor, ``decoder_pred.*``, which upstream LoMaR lacks)."""
-    new = RENAMED.get(name)
-    if new is None or (name == "lomar" and "decoder_pred.weight" not in set(model_keys)):
-        return name
-    return new
-
-
-def check_window_geometry(img_size: int, patch_size: int, window_size: int, ratio: float) -> None:
-    """Raise a one-line ``SarjepaError`` for an impossible image/patch/window combination."""
-    if img_size % patch_size:
-        raise SarjepaError(
-            f"INPUT.SIZE {img_size} is not a multiple of the patch size {patch_size}"
-        )
-    grid = img_size // patch_size
-    if window_size > grid:
-        raise SarjepaError(
-            f"MASK.WINDOW_SIZE {window_size} is larger than the {grid}x{grid} patch grid "
-            f"(INPUT.SIZE {img_size} / patch {patch_size})"
-        )
-    if int(window_size * window_size * ratio) < 1:
-        raise SarjepaError(
-            f"MASK.RATIO {ratio} masks no patch of a {window_size}x{window_size} window"
-        )
-
-
-class LocalWindowRegression(PretrainMethod):
+class LocalWindowRegression(LocalWindowMethod):
     """Local-window masked regression of a fixed per-patch target (SAR-JEPA and its ablation).
 
     Args:
@@ -161,6 +139,40 @@ class LocalWindowRegression(PretrainMethod):
         self.apply(init_weights_mae)
         nn.init.normal_(self.mask_token, std=0.02)
 
+    @classmethod
+    def from_cfg(cls, cfg, name: str) -> LocalWindowRegression:
+        """Build the registered SAR-JEPA-family method ``name`` from a pretraining config."""
+        from sarjepa.pretrain.methods import build_encoder
+
+        encoder = build_encoder(cfg)
+        check_window_geometry(
+            cfg.INPUT.SIZE, encoder.patch_size, cfg.MASK.WINDOW_SIZE, cfg.MASK.RATIO
+        )
+        target, tname, toptions = build_cfg_target(cfg, encoder.patch_size, *VARIANTS[name])
+        return cls(
+            encoder,
+            target,
+            name=name,
+            target_name=tname,
+            target_options=toptions,
+            window_size=cfg.MASK.WINDOW_SIZE,
+            num_window=cfg.MASK.NUM_WINDOW,
+            mask_ratio=cfg.MASK.RATIO,
+            pred_dim=cfg.PREDICTOR.EMBED_DIM,
+            pred_depth=cfg.PREDICTOR.DEPTH,
+            pred_heads=cfg.PREDICTOR.NUM_HEADS,
+            pred_mlp_ratio=cfg.PREDICTOR.MLP_RATIO,
+        )
+
+    @classmethod
+    def current_name(cls, name: str, model_keys) -> str | None:
+        """Old names of the variants (:data:`RENAMED`); a ``lomar`` checkpoint is SAR-JEPA's pixel
+        variant only when it has the predictor, ``decoder_pred.*``, which upstream LoMaR lacks."""
+        new = RENAMED.get(name)
+        if new is None or (name == "lomar" and "decoder_pred.weight" not in set(model_keys)):
+            return None
+        return new
+
     def _decoder_rpe(self, device: torch.device) -> Tensor | None:
         """iRPE bucket ids of a ws x ws window (+ CLS) for the predictor, cached per device."""
         if getattr(self.encoder, "pos_embed_type", "irpe") != "irpe":
@@ -199,13 +211,7 @@ class LocalWindowRegression(PretrainMethod):
         Returns:
             (B*W, L, target dim), sequence ``i*W + k`` = window ``k`` of image ``i``.
         """
-        tokens = self.encoder.patch_embed(images)  # (B, N, D)
-        b, _, d = tokens.shape
-        nw, seq = patch_index.shape[1], patch_index.shape[2]
-        idx = patch_index.reshape(b, nw * seq, 1).expand(-1, -1, d)
-        x = torch.gather(tokens, 1, idx).reshape(b * nw, seq, d)
-        m = mask.reshape(b * nw, seq, 1)
-        x = torch.where(m, self.mask_token.to(x.dtype), x)
+        x = self.window_tokens(images, patch_index, mask)
         x = self.encoder.forward_blocks(x, grid=(self.window_size, self.window_size))
         x = self.encoder_pred(x)
         rpe_index = self._decoder_rpe(x.device)
@@ -216,45 +222,9 @@ class LocalWindowRegression(PretrainMethod):
             x = x[:, 1:]
         return x
 
-    def compute_targets(self, images: Tensor, patch_index: Tensor) -> Tensor:
-        """Targets of the window tokens: (B*W, L, dim) float32, same order as :meth:`predict`."""
-        with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
-            full = self.target(images.float())  # (B, N, dim)
-        b, _, dim = full.shape
-        nw, seq = patch_index.shape[1], patch_index.shape[2]
-        idx = patch_index.reshape(b, nw * seq, 1).expand(-1, -1, dim)
-        return torch.gather(full, 1, idx).reshape(b * nw, seq, dim)
-
-    def forward(self, images: Tensor, generator: torch.Generator | None = None):
-        """Loss of one batch.
-
-        Args:
-            images: (B, C, H, W) in [0, 1]; H, W multiples of the patch size.
-            generator: CPU generator for the window draw (None: torch's default generator).
-
-        Returns:
-            ``(loss, stats)``: 0-d float32 loss (masked-patch MSE) and ``{"loss": detached}``.
-        """
-        p = self.encoder.patch_size
-        grid = (images.shape[-2] // p, images.shape[-1] // p)
-        win = self.draw_windows(images.shape[0], grid, generator)
-        patch_index = win.patch_index.to(images.device, non_blocking=True)
-        mask = win.mask.to(images.device, non_blocking=True)
-        pred = self.predict(images, patch_index, mask)
-        target = self.compute_targets(images, patch_index)
-        b, nw, seq = mask.shape
-        loss = masked_mse(pred, target, mask.reshape(b * nw, seq))
-        return loss, {"loss": loss.detach()}
-
     def describe(self) -> dict:
-        options = self.target_options
-        if callable(getattr(self.target, "options", None)):
-            options = {**self.target.options(), **options}
         return {
-            "method": self.name,
-            "target": self.target_name,
-            "target_options": _jsonable(options),
-            "target_dim": int(self.target.dim),
+            **target_facts(self),
             "masking": {
                 "kind": "local_windows",
                 "window_size": self.window_size,
@@ -271,61 +241,7 @@ class LocalWindowRegression(PretrainMethod):
         }
 
 
-def _jsonable(v):
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-def target_spec(cfg, default_target: str, default_options: Mapping[str, Any]):
-    """(target name, options) from ``TARGET.NAME`` / ``TARGET.OPTIONS`` over a method default.
-
-    The method's default options apply only when the target is the method's own target;
-    ``TARGET.OPTIONS`` keys are lower-cased and win. Sequences become tuples.
-    """
-    name = cfg.TARGET.NAME or default_target
-    options = dict(default_options) if name == default_target else {}
-    for key, value in cfg.TARGET.OPTIONS.items():
-        options[key.lower()] = tuple(value) if isinstance(value, list) else value
-    return name, options
-
-
-def build_local_window_method(cfg, method_name: str) -> LocalWindowRegression:
-    """Build a registered SAR-JEPA-family method from a pretraining config."""
-    from sarjepa.pretrain.methods import build_encoder
-    from sarjepa.pretrain.targets import build_target
-
-    default_target, default_options = VARIANTS[method_name]
-    encoder = build_encoder(cfg)
-    check_window_geometry(cfg.INPUT.SIZE, encoder.patch_size, cfg.MASK.WINDOW_SIZE, cfg.MASK.RATIO)
-    tname, toptions = target_spec(cfg, default_target, default_options)
-    try:
-        target = build_target(tname, patch_size=encoder.patch_size, **toptions)
-    except TypeError as exc:
-        raise SarjepaError(f"TARGET.OPTIONS for target '{tname}': {exc}") from None
-    return LocalWindowRegression(
-        encoder,
-        target,
-        name=method_name,
-        target_name=tname,
-        target_options=toptions,
-        window_size=cfg.MASK.WINDOW_SIZE,
-        num_window=cfg.MASK.NUM_WINDOW,
-        mask_ratio=cfg.MASK.RATIO,
-        pred_dim=cfg.PREDICTOR.EMBED_DIM,
-        pred_depth=cfg.PREDICTOR.DEPTH,
-        pred_heads=cfg.PREDICTOR.NUM_HEADS,
-        pred_mlp_ratio=cfg.PREDICTOR.MLP_RATIO,
-    )
-
-
 def register(registry) -> None:
     """Register SAR-JEPA and its target variants in the method registry."""
     for method_name in VARIANTS:
-
-        def builder(cfg, _name=method_name):
-            return build_local_window_method(cfg, _name)
-
-        registry.add(method_name, builder)
+        registry.add(method_name, LocalWindowRegression)

@@ -1,0 +1,75 @@
+"""Upstream LoMaR's local windows: ``num_window`` positions shared by the whole batch."""
+
+from __future__ import annotations
+
+import torch
+from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.pretrain.masking.per_image_windows import LocalWindows
+
+
+def shared_local_windows(
+    batch_size: int,
+    grid_hw: tuple[int, int] = (14, 14),
+    window_size: int = 7,
+    num_window: int = 4,
+    mask_ratio: float = 0.8,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> LocalWindows:
+    """Upstream LoMaR's windows: ``num_window`` positions shared by the whole batch.
+
+    The draws and their order are those of LoMaR's ``forward_encoder`` (junchen14/LoMaR):
+    ``randperm(h - ws + 1)[:num_window]`` gives the top rows, then ``randperm(w - ws + 1)`` the
+    left columns (window k = (top_k, left_k) for every image), then one
+    ``rand(B, num_window, ws * ws)`` whose per-window argsort picks the
+    ``int(ws * ws * mask_ratio)`` masked patches, independently per image and window. With the
+    same generator state the windows and masks are upstream's. Upstream pairs image ``n`` with
+    the windows in another order than its masks (a batch divisible by ``num_window`` shows each
+    image one window ``num_window`` times); here image ``n`` gets window ``k`` with mask row
+    ``(n, k)``, as in :func:`local_windows`.
+
+    Args:
+        batch_size: B.
+        grid_hw: patch grid (h, w).
+        window_size: ws, window side in patches.
+        num_window: windows per image; at most ``min(h, w) - ws + 1`` (distinct rows and columns).
+        mask_ratio: fraction of each window to mask; at least one patch must be masked.
+        generator: optional seeded CPU generator.
+        device: where the results go.
+
+    Returns:
+        :class:`LocalWindows` with origins (B, num_window, 2) (the same for every image),
+        patch_index and mask (B, num_window, ws * ws).
+    """
+    gh, gw = (int(v) for v in grid_hw)
+    ws, k, b = int(window_size), int(num_window), int(batch_size)
+    if b < 1 or ws < 1 or k < 1:
+        raise SarjepaError(
+            f"local windows need batch_size, window_size and num_window >= 1, "
+            f"got {batch_size}, {window_size}, {num_window}"
+        )
+    if ws > gh or ws > gw:
+        raise SarjepaError(f"window_size {ws} is larger than the patch grid {gh}x{gw}")
+    nh, nw = gh - ws + 1, gw - ws + 1
+    if k > min(nh, nw):
+        raise SarjepaError(
+            f"num_window {k} exceeds the {min(nh, nw)} distinct window rows/columns of a "
+            f"{ws}x{ws} window on the {gh}x{gw} patch grid"
+        )
+    n_mask = int(ws * ws * mask_ratio)
+    if not 0 < n_mask <= ws * ws:
+        raise SarjepaError(
+            f"mask_ratio {mask_ratio} masks {n_mask} of the {ws * ws} patches of a window "
+            f"(need 1..{ws * ws})"
+        )
+    tops = torch.randperm(nh, generator=generator)[:k]
+    lefts = torch.randperm(nw, generator=generator)[:k]
+    steps = torch.arange(ws)
+    one = ((tops[:, None, None] + steps[:, None]) * gw + lefts[:, None, None] + steps).flatten(1)
+    patch_index = one.unsqueeze(0).expand(b, k, ws * ws).contiguous()
+    origins = torch.stack([tops, lefts], dim=-1).unsqueeze(0).expand(b, k, 2).contiguous()
+    masked = torch.rand((b, k, ws * ws), generator=generator).argsort(dim=-1)[..., :n_mask]
+    mask = torch.zeros(b, k, ws * ws, dtype=torch.bool).scatter_(-1, masked, True)
+    if device is not None:
+        origins, patch_index, mask = (t.to(device) for t in (origins, patch_index, mask))
+    return LocalWindows(origins, patch_index, mask)
