@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sarjepa.benchmark.cli import main
 from sarjepa.benchmark.core.errors import SarjepaError
-from sarjepa.benchmark.tables import collect_runs, parse_dassl_log, write_tables
+from sarjepa.benchmark.runs import collect_runs, parse_dassl_log
+from sarjepa.benchmark.tables import write_tables
 
 ACC = {  # (method, protocol, shots) -> accuracies for seeds 0, 1, 2
     ("random", "linear", 10): [20.0, 22.0, 27.0],
@@ -151,7 +152,7 @@ def test_several_references_each_get_their_paired_table(run_dir: Path) -> None:
 
 
 def test_chance_level_comes_from_the_recorded_classes(run_dir: Path) -> None:
-    from sarjepa.benchmark.tables import chance_levels
+    from sarjepa.benchmark.runs import chance_levels
 
     runs, _ = collect_runs(run_dir)
     assert chance_levels(runs) == {"MSTAR_SOC": 10.0}

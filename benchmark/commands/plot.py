@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_plot(args: argparse.Namespace) -> int:
     from sarjepa.benchmark.plots import plot_accuracy_vs_shots
-    from sarjepa.benchmark.tables import chance_levels, collect_runs, summarise
+    from sarjepa.benchmark.runs import chance_levels, collect_runs
+    from sarjepa.benchmark.tables import summarise
 
     runs, _ = collect_runs(args.run_dir)
     stem = Path(args.out) if args.out else Path(args.run_dir) / "accuracy_vs_shots"

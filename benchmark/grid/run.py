@@ -120,7 +120,8 @@ def _skipped_elsewhere(cell: Cell, res: dict, counts: dict, log: Callable[[str],
 def write_outputs(run_dir: str | Path, reference: str | list[str] | None = None) -> dict:
     """Write a grid's tables and accuracy-vs-shots plot; returns :func:`write_tables`' result."""
     from sarjepa.benchmark.plots import plot_accuracy_vs_shots
-    from sarjepa.benchmark.tables import chance_levels, write_tables
+    from sarjepa.benchmark.runs import chance_levels
+    from sarjepa.benchmark.tables import write_tables
 
     res = write_tables(run_dir, reference=reference)
     res["files"] += plot_accuracy_vs_shots(

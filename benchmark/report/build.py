@@ -75,7 +75,8 @@ def write_report(
         SarjepaError: a folder is missing or holds no finished cell, a cell is in two folders,
             or a reference method has no runs.
     """
-    from sarjepa.benchmark.tables import chance_levels, collect_many, compare, summarise
+    from sarjepa.benchmark.runs import chance_levels, collect_many
+    from sarjepa.benchmark.tables import compare, summarise
 
     dirs = _check_dirs([run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs))
     if out is None and len(dirs) > 1:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.predictions import Predictions, confusion_matrix, read_predictions
-from sarjepa.benchmark.tables import PROTOCOL_OF_TRAINER
+from sarjepa.benchmark.runs import PROTOCOL_OF_TRAINER
 
 
 @dataclass(frozen=True)
