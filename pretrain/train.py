@@ -16,6 +16,9 @@ index) (see :mod:`pretrain.data`). Checkpoints are written atomically at epoch e
 killed at any moment and resumed with ``--resume auto`` from its latest checkpoint reproduces the
 uninterrupted run bit for bit on CPU, with any number of DataLoader workers. A non-finite loss
 stops the run before anything is saved.
+
+Size: just over 400 lines: the driver reads top to bottom (setup, restore, fit, train), with
+the per-epoch loop in :mod:`pretrain.loop` and schedules in :mod:`pretrain.schedules`.
 """
 
 from __future__ import annotations

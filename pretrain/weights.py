@@ -29,6 +29,10 @@ encoder's
 blocks or norms that the built model has no place for (layer scale, qk-norm ...). The model is
 built without a random init (meta device, then every tensor loaded), so loading does not touch
 the global RNG.
+
+Size: over 400 lines because it is the one place that knows every checkpoint format (ours,
+the authors', MAE, I-JEPA, plain state dicts) and maps each onto the encoder; splitting it by
+format would spread the shared key-mapping rules over several files.
 """
 
 from __future__ import annotations

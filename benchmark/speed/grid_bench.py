@@ -23,6 +23,9 @@ the paper's grid (:data:`PAPER_METHODS` methods x 3 datasets x shots x seeds x 2
 cells) in device hours from these inputs, scaling the other datasets as
 :func:`~benchmark.speed.projection.scale_to_datasets` says.
 Every input and the scaling are in each row's ``extra`` (``--json``) and in the printed note.
+
+Size: just over 400 lines: the timed grid stages share one settings object and report format;
+the projection arithmetic lives in :mod:`benchmark.speed.projection`.
 """
 
 from __future__ import annotations

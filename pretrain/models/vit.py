@@ -4,6 +4,9 @@ State-dict keys follow the SAR-JEPA authors' fine-tune ViT (``cls_token``, ``pat
 ``blocks.N.{norm1,attn.qkv,attn.proj,attn.rpe_k.lookup_table_weight,norm2,mlp.fc1,mlp.fc2}.*``,
 ``norm.*``, ``head.*``) and timm / MAE / I-JEPA for the sin-cos variant (``pos_embed``), so their
 checkpoints load after stripping ``module.``.
+
+Size: just over 400 lines: the encoder, its block and the positional-encoding variants share
+one state-dict naming contract with the released checkpoints, kept in one file on purpose.
 """
 
 from __future__ import annotations
