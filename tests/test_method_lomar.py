@@ -35,7 +35,7 @@ def _lomar(**extra):
 # ---------------------------------------------------------------------------------- windows
 def test_shared_windows_counts_positions_and_upstream_draw_order():
     g = torch.Generator().manual_seed(11)
-    win = shared_local_windows(5, (9, 8), window_size=4, num_window=3, mask_ratio=0.8, generator=g)
+    win = shared_local_windows(5, (9, 8), 4, 3, 0.8, generator=g, pairing="distinct")
     assert win.patch_index.shape == win.mask.shape == (5, 3, 16)
     assert (win.mask.sum(-1) == int(16 * 0.8)).all()  # exactly 12 per window and image
     # the positions are shared by the batch, with distinct rows and distinct columns
@@ -62,6 +62,43 @@ def test_shared_windows_counts_positions_and_upstream_draw_order():
     # ... and image 0's masks do not depend on the batch size
     one = shared_local_windows(1, (9, 8), 4, 3, 0.8, generator=torch.Generator().manual_seed(11))
     assert torch.equal(one.mask[0], win.mask[0]) and torch.equal(one.origins, win.origins[:1])
+
+
+#: Upstream's tiling by hand: sequence s = i + j*B shows image i (s mod B), window s mod K and
+#: mask draw (s // K, s mod K). (image, slot) -> (window, mask draw).
+UPSTREAM_PAIRS = {
+    (3, 2): {0: [(0, (0, 0)), (1, (1, 1))], 1: [(1, (0, 1)), (0, (2, 0))],
+             2: [(0, (1, 0)), (1, (2, 1))]},
+    (4, 2): {0: [(0, (0, 0)), (0, (2, 0))], 1: [(1, (0, 1)), (1, (2, 1))],
+             2: [(0, (1, 0)), (0, (3, 0))], 3: [(1, (1, 1)), (1, (3, 1))]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("batch", "k"), list(UPSTREAM_PAIRS))
+def test_upstream_pairing_gives_image_i_upstreams_windows_and_masks(batch, k):
+    """Same draws as ``distinct``; only which image gets which window and mask differs."""
+    draw = lambda pairing: shared_local_windows(  # noqa: E731
+        batch, (6, 6), 3, k, 0.5, generator=torch.Generator().manual_seed(3), pairing=pairing
+    )
+    up, distinct = draw("upstream"), draw("distinct")
+    for i, slots in UPSTREAM_PAIRS[(batch, k)].items():
+        for j, (w, (n, m)) in enumerate(slots):
+            assert torch.equal(up.patch_index[i, j], distinct.patch_index[0, w])
+            assert torch.equal(up.origins[i, j], distinct.origins[0, w])
+            assert torch.equal(up.mask[i, j], distinct.mask[n, m])
+    if batch % k == 0:  # each image trains on one window, k times, with k different masks
+        for i in range(batch):
+            assert len({tuple(x.tolist()) for x in up.patch_index[i]}) == 1
+            assert len({tuple(x.tolist()) for x in up.mask[i]}) == k
+
+
+def test_lomar_pairing_is_a_config_key_defaulting_to_upstream():
+    assert _lomar().pairing == "upstream"
+    assert _lomar(**{"MASK.LOMAR_PAIRING": "distinct"}).describe()["masking"]["pairing"] == (
+        "distinct"
+    )
+    with pytest.raises(SarjepaError, match="MASK.LOMAR_PAIRING must be one of upstream, distinct"):
+        tiny_cfg("lomar_tiny", **{**LOMAR, "MASK.LOMAR_PAIRING": "mixed"})
 
 
 def test_shared_windows_refuse_impossible_geometry():

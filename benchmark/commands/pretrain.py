@@ -14,8 +14,10 @@ Trailing KEY VALUE pairs override the config (e.g. TRAIN.EPOCHS 100 TRAIN.BATCH_
 Several GPUs: torchrun --nproc_per_node N -m sarjepa pretrain ...
 Image files (any case): {image_extensions}.
 Methods (METHOD.NAME): {methods}.
-Bundled configs (--config NAME; <method>_vit_b16 is a method's paper-scale recipe, sarjepa_vit_b16
-the paper's, <method>_tiny a CPU smoke config): {pretrain_configs}.""")
+Bundled configs (--config NAME; <method>_vit_b16 is a method's upstream recipe, sarjepa_vit_b16
+the paper's, <method>_compare the comparison preset: every method on SAR-JEPA's data, epochs,
+effective batch and schedule, PROTOCOL.md#comparison-preset; <method>_tiny a CPU smoke config):
+{pretrain_configs}.""")
 
 
 def register(subparsers) -> None:

@@ -6,6 +6,9 @@ import torch
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.pretrain.masking.per_image_windows import LocalWindows
 
+#: How images meet the batch's windows: ``upstream`` (LoMaR's tiling) or ``distinct``.
+PAIRINGS = ("upstream", "distinct")
+
 
 def shared_local_windows(
     batch_size: int,
@@ -15,6 +18,7 @@ def shared_local_windows(
     mask_ratio: float = 0.8,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    pairing: str = "upstream",
 ) -> LocalWindows:
     """Upstream LoMaR's windows: ``num_window`` positions shared by the whole batch.
 
@@ -22,11 +26,16 @@ def shared_local_windows(
     ``randperm(h - ws + 1)[:num_window]`` gives the top rows, then ``randperm(w - ws + 1)`` the
     left columns (window k = (top_k, left_k) for every image), then one
     ``rand(B, num_window, ws * ws)`` whose per-window argsort picks the
-    ``int(ws * ws * mask_ratio)`` masked patches, independently per image and window. With the
-    same generator state the windows and masks are upstream's. Upstream pairs image ``n`` with
-    the windows in another order than its masks (a batch divisible by ``num_window`` shows each
-    image one window ``num_window`` times); here image ``n`` gets window ``k`` with mask row
-    ``(n, k)``, as in :func:`local_windows`.
+    ``int(ws * ws * mask_ratio)`` masked patches. With the same generator state the windows and
+    the mask draws are upstream's.
+
+    Pairing (``pairing``): upstream's ``generate_window_patches`` builds B x K sequences by
+    repeating the batch window-major (sequence s shows image ``s mod B``) while it lays the windows
+    and mask draws out image-major (sequence s gets window ``s mod K`` and mask draw
+    ``(s // K, s mod K)``). ``"upstream"`` reproduces that: image i's slot j is sequence
+    ``s = i + j B``, so at a batch divisible by K image i sees one window, ``i mod K``, K times with
+    K different masks. ``"distinct"`` gives image i window k with mask draw ``(i, k)``: K distinct
+    windows per image, for any batch. The random draws are the same in both.
 
     Args:
         batch_size: B.
@@ -36,6 +45,7 @@ def shared_local_windows(
         mask_ratio: fraction of each window to mask; at least one patch must be masked.
         generator: optional seeded CPU generator.
         device: where the results go.
+        pairing: ``"upstream"`` or ``"distinct"`` (above).
 
     Returns:
         :class:`LocalWindows` with origins (B, num_window, 2) (the same for every image),
@@ -56,6 +66,8 @@ def shared_local_windows(
             f"num_window {k} exceeds the {min(nh, nw)} distinct window rows/columns of a "
             f"{ws}x{ws} window on the {gh}x{gw} patch grid"
         )
+    if pairing not in PAIRINGS:
+        raise SarjepaError(f"window pairing must be one of {', '.join(PAIRINGS)}, got '{pairing}'")
     n_mask = int(ws * ws * mask_ratio)
     if not 0 < n_mask <= ws * ws:
         raise SarjepaError(
@@ -66,10 +78,15 @@ def shared_local_windows(
     lefts = torch.randperm(nw, generator=generator)[:k]
     steps = torch.arange(ws)
     one = ((tops[:, None, None] + steps[:, None]) * gw + lefts[:, None, None] + steps).flatten(1)
-    patch_index = one.unsqueeze(0).expand(b, k, ws * ws).contiguous()
-    origins = torch.stack([tops, lefts], dim=-1).unsqueeze(0).expand(b, k, 2).contiguous()
     masked = torch.rand((b, k, ws * ws), generator=generator).argsort(dim=-1)[..., :n_mask]
     mask = torch.zeros(b, k, ws * ws, dtype=torch.bool).scatter_(-1, masked, True)
+    window = torch.arange(k).expand(b, k)
+    if pairing == "upstream":
+        seq = torch.arange(b)[:, None] + torch.arange(k)[None, :] * b  # (B, K): slot j of image i
+        window = seq % k
+        mask = mask[seq // k, window]
+    patch_index = one[window]
+    origins = torch.stack([tops, lefts], dim=-1)[window]
     if device is not None:
         origins, patch_index, mask = (t.to(device) for t in (origins, patch_index, mask))
     return LocalWindows(origins, patch_index, mask)

@@ -6,8 +6,11 @@ p, grid (H/p, W/p):
 
 1. ``encoder.patch_embed`` embeds the whole image: (B, N, D).
 2. :func:`pretrain.masking.shared_local_windows` draws ``num_window`` windows of ``ws x ws``
-   patches **shared by the batch** and, per image and window, ``int(ws*ws*ratio)`` masked
-   patches (upstream's random calls in upstream's order).
+   patches **shared by the batch** and ``B x num_window`` masks of ``int(ws*ws*ratio)`` patches
+   (upstream's random calls in upstream's order), and pairs them with the images as upstream's
+   ``generate_window_patches`` does (``MASK.LOMAR_PAIRING upstream``: at a batch divisible by
+   ``num_window`` image i trains on window ``i mod num_window`` only, with ``num_window`` mask
+   draws) or gives every image all the windows (``distinct``).
 3. Each window's tokens are gathered row-major; masked ones are replaced by ``mask_token``.
 4. CLS is prepended, the encoder blocks run with iRPE for a ws x ws grid (+ CLS), then the final
    ``norm`` and ``encoder_pred`` Linear(D -> p*p*C); CLS is dropped.
@@ -30,10 +33,8 @@ Upstream keeps a fixed 2-D sin-cos ``pos_embed`` that its forward never adds (po
 iRPE only); it is kept here too, unused, so upstream's model loads our checkpoint with
 ``strict=True``. Upstream's unused ``decoder_*`` constructor arguments create no weights.
 
-Deviations, all deliberate: 1-channel input (upstream patchifies 3 channels); image ``n`` gets
-window ``k`` with mask ``(n, k)``, whereas upstream's tiling pairs images and windows in
-different orders (with a batch divisible by ``num_window`` each image sees one window
-``num_window`` times); bf16 autocast instead of fp16 with loss scaling.
+Deviations, all deliberate: 1-channel input (upstream patchifies 3 channels) without ImageNet
+mean/std normalisation; bf16 autocast instead of fp16 with loss scaling.
 Init as upstream: xavier-uniform Linear layers, LayerNorm 1/0, patch embedding xavier on the
 flattened kernel, ``cls_token`` / ``mask_token`` normal(std 0.02), iRPE tables zero; except the
 patch embedding's bias, zero here and Conv2d's default uniform init upstream.
@@ -69,6 +70,8 @@ class LoMaR(LocalWindowMethod):
         window_size: window side in patches (7).
         num_window: windows per batch (4).
         mask_ratio: masked fraction per window (0.8 -> 39 of 49).
+        pairing: images and windows paired as upstream (``"upstream"``) or every image with
+            every window (``"distinct"``); see :func:`pretrain.masking.shared_local_windows`.
     """
 
     name = "lomar"
@@ -82,6 +85,7 @@ class LoMaR(LocalWindowMethod):
         window_size: int = 7,
         num_window: int = 4,
         mask_ratio: float = 0.8,
+        pairing: str = "upstream",
     ) -> None:
         from sarjepa.pretrain.models import sincos_2d
 
@@ -99,6 +103,7 @@ class LoMaR(LocalWindowMethod):
         self.window_size = int(window_size)
         self.num_window = int(num_window)
         self.mask_ratio = float(mask_ratio)
+        self.pairing = str(pairing)
         dim = encoder.embed_dim
         table = sincos_2d(dim, encoder.grid_size, cls_token=True).unsqueeze(0)
         self.pos_embed = nn.Parameter(table, requires_grad=False)  # upstream's, never added
@@ -107,6 +112,25 @@ class LoMaR(LocalWindowMethod):
         self.apply(init_weights_mae)
         nn.init.normal_(self.encoder.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
+
+    @classmethod
+    def extend_cfg(cls, cfg) -> None:
+        """The window keys, plus ``MASK.LOMAR_PAIRING``."""
+        super().extend_cfg(cfg)
+        # "upstream": LoMaR's image/window tiling (a batch divisible by NUM_WINDOW gives each image
+        # one window NUM_WINDOW times); "distinct": every image gets all NUM_WINDOW windows
+        cfg.MASK.LOMAR_PAIRING = "upstream"
+
+    @classmethod
+    def check_cfg(cls, cfg) -> None:
+        from sarjepa.pretrain.masking.batch_windows import PAIRINGS
+
+        super().check_cfg(cfg)
+        if cfg.MASK.LOMAR_PAIRING not in PAIRINGS:
+            raise SarjepaError(
+                f"MASK.LOMAR_PAIRING must be one of {', '.join(PAIRINGS)}, "
+                f"got '{cfg.MASK.LOMAR_PAIRING}'"
+            )
 
     @classmethod
     def from_cfg(cls, cfg, name: str = "lomar") -> LoMaR:
@@ -132,10 +156,11 @@ class LoMaR(LocalWindowMethod):
             window_size=cfg.MASK.WINDOW_SIZE,
             num_window=cfg.MASK.NUM_WINDOW,
             mask_ratio=cfg.MASK.RATIO,
+            pairing=cfg.MASK.LOMAR_PAIRING,
         )
 
     def draw_windows(self, batch: int, grid_hw: tuple[int, int], generator):
-        """Upstream's windows (shared by the batch) and per-image masks, on the CPU."""
+        """Upstream's windows (shared by the batch) and masks, paired by ``pairing``, on the CPU."""
         from sarjepa.pretrain.masking import shared_local_windows
 
         return shared_local_windows(
@@ -145,6 +170,7 @@ class LoMaR(LocalWindowMethod):
             num_window=self.num_window,
             mask_ratio=self.mask_ratio,
             generator=generator,
+            pairing=self.pairing,
         )
 
     def predict(self, images: Tensor, patch_index: Tensor, mask: Tensor) -> Tensor:
@@ -172,6 +198,7 @@ class LoMaR(LocalWindowMethod):
                 "num_window": self.num_window,
                 "mask_ratio": self.mask_ratio,
                 "window_positions": "shared by the batch",
+                "pairing": self.pairing,
             },
             "predictor": {"kind": "linear", "embed_dim": 0, "depth": 0, "num_heads": 0},
             "source": "junchen14/LoMaR models_lomar.py",

@@ -1,0 +1,177 @@
+"""The comparison preset: every method on SAR-JEPA's pretraining budget.
+
+A method's ``<method>_vit_b16.yaml`` is its upstream recipe (MAE: 800 epochs at batch 4096, ...),
+which makes the budgets of the published recipes differ by an order of magnitude in optimiser
+steps on one SAR pool. The preset configs ``pretrain/configs/<method>_compare.yaml`` (one per
+registered method) are generated here from two sources, so a comparison is fair by construction:
+
+- the **shared budget**, :data:`BUDGET_KEYS` read from :data:`BUDGET_SOURCE`
+  (``sarjepa_vit_b16.yaml``): input size, epochs, warm-up epochs, per-process and effective
+  batch, final lr of the cosine, save frequency and precision; every method then sees the same
+  images in the same order (the sampler depends on ``SEED`` and the pool only) and takes the same
+  number of optimiser steps with the same schedule shape;
+- **the method's own recipe**, every other key of ``<method>_vit_b16.yaml``: architecture,
+  masking, target, augmentation, base lr (``TRAIN.BLR``; I-JEPA's absolute ``TRAIN.LR`` and
+  ``START_LR``), weight decay, betas, gradient clipping and the method's own schedule keys.
+
+``python -m sarjepa.pretrain.compare --write`` rewrites the YAMLs; ``--check`` (the default)
+exits 1 when one differs from what would be generated (``tests/test_compare_preset.py`` runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import yaml
+from sarjepa.pretrain.config import CONFIG_DIR
+
+#: The config every preset member takes its budget from.
+BUDGET_SOURCE = "sarjepa_vit_b16"
+#: (section, key) pairs that make the budget; their values are read from BUDGET_SOURCE.
+BUDGET_KEYS: tuple[tuple[str, str], ...] = (
+    ("INPUT", "SIZE"),
+    ("TRAIN", "EPOCHS"),
+    ("TRAIN", "WARMUP_EPOCHS"),
+    ("TRAIN", "BATCH_SIZE"),
+    ("TRAIN", "EFFECTIVE_BATCH"),
+    ("TRAIN", "ACCUM_ITER"),
+    ("TRAIN", "MIN_LR"),
+    ("TRAIN", "SAVE_FREQ"),
+    ("TRAIN", "AMP"),
+)
+SUFFIX = "_compare"
+SECTIONS = ("METHOD", "MODEL", "PREDICTOR", "MASK", "TARGET", "INPUT", "AUG", "DATA", "TRAIN")
+
+#: What "the same schedule shape" means for a method whose upstream code keeps its own schedules.
+NOTES: dict[str, str] = {
+    "ijepa": (
+        "I-JEPA keeps its own per-step schedules (upstream WarmupCosineSchedule, CosineWDSchedule, "
+        "EMA momentum), evaluated on this budget's optimiser steps: the same epochs, warm-up "
+        "epochs and steps as every member, a linear warm-up from its TRAIN.START_LR to its "
+        "absolute TRAIN.LR (not scaled by the batch, as upstream), then a cosine to the shared "
+        "TRAIN.MIN_LR; its weight-decay cosine and EMA ramp span the same steps."
+    ),
+}
+
+
+def preset_name(method: str) -> str:
+    """``<method>_compare``: the preset config of a registered method."""
+    return f"{method}{SUFFIX}"
+
+
+def source_name(method: str) -> str:
+    """``<method>_vit_b16``: the method's upstream recipe the preset starts from."""
+    return f"{method}_vit_b16"
+
+
+def preset_config_names() -> list[str]:
+    """Sorted names of the preset configs on disk (``pretrain --config NAME``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob(f"*{SUFFIX}.yaml"))
+
+
+def _raw(name: str) -> dict[str, Any]:
+    with open(CONFIG_DIR / f"{name}.yaml", encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def budget() -> dict[tuple[str, str], Any]:
+    """The shared budget: ``{(section, key): value}`` as written in :data:`BUDGET_SOURCE`."""
+    raw = _raw(BUDGET_SOURCE)
+    return {(s, k): raw[s][k] for s, k in BUDGET_KEYS}
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        text = repr(v)
+        return f"{v:.12f}".rstrip("0") if "e" in text else text
+    if isinstance(v, dict):  # only ever empty here
+        return "{}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_scalar(x) for x in v) + "]"
+    if v == "":
+        return '""'
+    return str(v)
+
+
+def _emit(node: dict[str, Any], indent: int, marked: set[str]) -> list[str]:
+    lines = []
+    for key, value in node.items():
+        pad = " " * indent
+        if isinstance(value, dict) and value:
+            lines += [f"{pad}{key}:", *_emit(value, indent + 2, set())]
+        else:
+            line = f"{pad}{key}: {_scalar(value)}"
+            if key in marked:
+                line = f"{line:<34}# budget ({BUDGET_SOURCE})"
+            lines.append(line)
+    return lines
+
+
+def preset_yaml(method: str) -> str:
+    """The text of ``<method>_compare.yaml``: the method's recipe with the shared budget."""
+    raw = _raw(source_name(method))
+    shared = budget()
+    for (section, key), value in shared.items():
+        raw.setdefault(section, {})[key] = value
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"{source_name(method)}.yaml: sections {sorted(unknown)} not in SECTIONS")
+    head = [
+        "# GENERATED by `python -m sarjepa.pretrain.compare --write` from "
+        f"{source_name(method)}.yaml",
+        f"# and {BUDGET_SOURCE}.yaml; edit those (or pretrain/compare.py), not this file.",
+        f"# Comparison preset (PROTOCOL.md#comparison-preset): `{method}` on SAR-JEPA's budget.",
+        "# Shared by every member: the data (the --data pool, sampled by SEED), input size,",
+        "# epochs, warm-up epochs, batch per process, effective batch, lr schedule shape (per-step",
+        "# linear warm-up, half-cycle cosine to TRAIN.MIN_LR), save epochs and precision (marked).",
+        f"# The method's own (as in {source_name(method)}.yaml, whose header gives each source):",
+        "# architecture, masking, target, augmentation, base lr, weight decay, betas, clipping.",
+    ]
+    if method in NOTES:
+        import textwrap
+
+        head += ["# " + line for line in textwrap.wrap(NOTES[method], 96)]
+    body: list[str] = []
+    for section in SECTIONS:
+        if section in raw:
+            marked = {k for s, k in BUDGET_KEYS if s == section}
+            body += [f"{section}:", *_emit(raw[section], 2, marked)]
+    return "\n".join(head + body) + "\n"
+
+
+def stale(methods: list[str]) -> list[str]:
+    """Preset files missing, differing from :func:`preset_yaml`, or not of a listed method."""
+    out = [m for m in methods if _read(m) != preset_yaml(m)]
+    extra = set(preset_config_names()) - {preset_name(m) for m in methods}
+    return out + sorted(extra)
+
+
+def _read(method: str) -> str | None:
+    path = CONFIG_DIR / f"{preset_name(method)}.yaml"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check (default) or ``--write`` the preset configs of every registered method."""
+    from sarjepa.pretrain.methods import method_names
+
+    parser = argparse.ArgumentParser(prog="python -m sarjepa.pretrain.compare")
+    parser.add_argument("--write", action="store_true", help="rewrite the preset YAMLs")
+    args = parser.parse_args(argv)
+    methods = method_names()
+    if args.write:
+        for m in methods:
+            (CONFIG_DIR / f"{preset_name(m)}.yaml").write_text(preset_yaml(m), encoding="utf-8")
+        return 0
+    bad = stale(methods)
+    for name in bad:
+        print(f"stale comparison preset: {name} (run python -m sarjepa.pretrain.compare --write)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
