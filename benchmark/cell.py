@@ -190,7 +190,7 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
         )
     trainer_cls = TRAINER_REGISTRY.get(str(cfg.TRAINER.NAME))
     if not cfg.OUTPUT_DIR:
-        raise SarjepaError("OUTPUT_DIR is not set (--output-dir)")
+        raise SarjepaError("OUTPUT_DIR is not set (--out)")
     if checkpoint is None:
         from sarjepa.benchmark.backbone import checkpoint_from_cfg
 

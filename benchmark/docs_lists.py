@@ -104,21 +104,21 @@ def pretrain_configs() -> list[str]:
 
 
 def dataset_configs() -> list[str]:
-    """Bundled dataset configs (``--dataset-config-file NAME``), sorted."""
+    """Bundled dataset configs (``--dataset-config NAME``), sorted."""
     from sarjepa.benchmark.config import bundled_configs
 
     return bundled_configs("datasets")
 
 
 def trainer_configs() -> list[str]:
-    """Bundled trainer configs (``--config-file TRAINER/NAME``), sorted."""
+    """Bundled trainer configs (``--config TRAINER/NAME``), sorted."""
     from sarjepa.benchmark.config import bundled_configs
 
     return bundled_configs("trainers")
 
 
 def trainer_config_names() -> list[str]:
-    """Names of bundled trainer configs across trainers (``grid --trainer-config NAME``)."""
+    """Names of bundled trainer configs across trainers (``grid --config NAME``)."""
     return sorted({name.rpartition("/")[2] for name in trainer_configs()})
 
 
@@ -254,7 +254,7 @@ def _datasets_table() -> str:
         config_of.setdefault(str(load_cfg(None, name).DATASET.NAME), []).append(name)
     rows = [
         "| dataset (`DATASET.NAME`, `splits --dataset`) | also accepted (and any letter case) "
-        "| bundled config (`--dataset-config-file`) |",
+        "| bundled config (`--dataset-config`) |",
         "|---|---|---|",
     ]
     for name in datasets():
@@ -268,7 +268,7 @@ def _protocols_table() -> str:
     configs = trainer_configs()
     rows = [
         "| trainer (`TRAINER.NAME`, `train --trainer`) | grid protocol (`grid --protocols`) "
-        "| bundled configs (`--config-file`) |",
+        "| bundled configs (`--config`) |",
         "|---|---|---|",
     ]
     for name in trainers():

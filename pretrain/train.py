@@ -141,7 +141,7 @@ def _resolve_resume(out: Path, resume: str) -> Path | None:
     if latest is not None:
         raise SarjepaError(
             f"output folder '{out}' already holds {latest.name}; pass --resume auto to continue "
-            "it or choose another --output"
+            "it or choose another --out"
         )
     return None
 
@@ -195,10 +195,10 @@ def setup(cfg, info: DistInfo, progress: bool | None) -> Run:
     if not cfg.DATA_DIR:
         raise SarjepaError("no data folder given (--data DIR)")
     if not cfg.OUTPUT_DIR:
-        raise SarjepaError("no output folder given (--output DIR)")
+        raise SarjepaError("no output folder given (--out DIR)")
     out = Path(cfg.OUTPUT_DIR)
     if out.exists() and not out.is_dir():
-        raise SarjepaError(f"--output '{out}' exists and is not a folder")
+        raise SarjepaError(f"--out '{out}' exists and is not a folder")
     if progress is None:
         progress = bool(cfg.TRAIN.PROGRESS) and sys.stderr.isatty()
     device = info.device

@@ -156,10 +156,10 @@ def test_prepare_choices_come_from_the_release_protocols(capsys, tmp_path):
     text = help_text(capsys, "prepare", "mstar")
     assert ", ".join(f"{k} ({v['dataset']})" for k, v in PROTOCOLS.items()) + ", all" in text
     with pytest.raises(SystemExit):
-        main(["prepare", "mstar", "--src", "s", "--out", "o", "--protocol", "eoc9"])
+        main(["prepare", "mstar", "--data", "s", "--out", "o", "--protocol", "eoc9"])
     assert "invalid choice: 'eoc9'" in capsys.readouterr().err
     for good in [*PROTOCOLS, "all"]:
-        argv = ["--src", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--protocol", good]
+        argv = ["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--protocol", good]
         assert main(["prepare", "mstar", *argv]) == 2  # accepted; the missing release is the error
 
 
