@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError, not_a_file
 from sarjepa.benchmark.core.io import atomic_write_text, write_error
 from sarjepa.benchmark.core.runtime import amp_dtype, mix_seed, resolve_amp
 from sarjepa.pretrain import checkpoints as ck
@@ -136,7 +136,7 @@ def _resolve_resume(out: Path, resume: str) -> Path | None:
     if resume:
         path = Path(resume)
         if not path.is_file():
-            raise SarjepaError(f"--resume checkpoint '{resume}' does not exist")
+            raise not_a_file("--resume checkpoint", resume)
         return path
     if latest is not None:
         raise SarjepaError(

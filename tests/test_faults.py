@@ -671,3 +671,18 @@ def test_a_damaged_feature_cache_is_rebuilt_with_a_warning(damage, tmp_path, cap
     assert torch.equal(again, first) and "3 extracted" in said[0]
     cached = cached_extract(backbone, paths, _plain_transform, cpu, store, log=said.append)
     assert torch.equal(cached, first) and "from the cache" in said[-1]
+
+
+def test_a_checkpoint_path_that_is_a_folder_says_so(tmp_path, capsys):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "checkpoint-19.pth").write_bytes(b"")
+    (tmp_path / "ckpt" / "checkpoint-9.pth").write_bytes(b"")
+    assert main(["features", "--weights", str(tmp_path / "ckpt"), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "f.npz")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "ckpt' is a folder, not a file (it holds checkpoint-9.pth, checkpoint-19.pth: name one)"
+    ), err
+    assert main(["features", "--weights", str(tmp_path / "no.pth"), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "f.npz")]) == 2  # fmt: skip
+    assert "no.pth' does not exist" in capsys.readouterr().err

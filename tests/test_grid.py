@@ -96,7 +96,7 @@ def test_failed_cell_is_recorded_and_others_continue(tmp_path: Path, data_root: 
 
 def test_bad_grids_are_refused_before_any_cell(tmp_path: Path, data_root: Path, weights: Path):
     out = tmp_path / "run"
-    with pytest.raises(SarjepaError, match="weights of method 'x' not found"):
+    with pytest.raises(SarjepaError, match="method 'x': checkpoint .*nope.pth' does not exist"):
         run_grid(_spec(data_root, {"x": str(tmp_path / "nope.pth")}), out, log=_quiet)
     with pytest.raises(SarjepaError, match="unknown protocol 'linaer'.*did you mean 'linear'"):
         run_grid(_spec(data_root, {"r": "none"}, protocols=["linaer"]), out, log=_quiet)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError, not_a_file
 from sarjepa.benchmark.core.io import atomic_write_json
 from sarjepa.pretrain.checkpoint_ref import CheckpointRef
 
@@ -234,7 +234,7 @@ def plan_grid(spec: GridSpec, references: Iterable[str] = ()) -> Plan:
     check_overrides(spec)
     for name, weights in spec.methods.items():
         if weights.lower() != "none" and not Path(weights).is_file():
-            raise SarjepaError(f"weights of method '{name}' not found: {weights}")
+            raise SarjepaError(f"method '{name}': {not_a_file('checkpoint', weights)}")
     for proto in spec.protocols:
         if proto not in PROTOCOLS:
             from sarjepa.benchmark.core.errors import unknown
