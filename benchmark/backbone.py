@@ -74,7 +74,7 @@ def encoder_from_cfg(
     ``checkpoint`` is ``MODEL.INIT_WEIGHTS`` as resolved by the caller
     (:func:`checkpoint_from_cfg`); None resolves it here. Random init builds
     ``MODEL.BACKBONE.NAME`` at ``INPUT.SIZE`` with the explicit ``MODEL.BACKBONE.*`` overrides
-    (the from-scratch baseline); its weights come from the global torch RNG, so seed first.
+    (the `random` baseline); its weights come from the global torch RNG, so seed first.
     """
     overrides = backbone_overrides(cfg)
     size = tuple(int(s) for s in cfg.INPUT.SIZE)

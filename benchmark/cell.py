@@ -9,7 +9,8 @@ Lifecycle of :func:`run` (Dassl's ``train.py`` + ``TrainerX``, restated):
    optimiser). Any input error so far leaves nothing on disk.
 4. Open the run folder ``OUTPUT_DIR``: a previous ``result.json`` is removed (the cell is being
    recomputed), a previous ``log.txt`` is kept as ``log.txt-<time>`` (Dassl), and everything
-   printed since step 1 goes to ``log.txt`` and the terminal.
+   printed since step 1 goes to ``log.txt`` and the terminal (the full config to ``log.txt``
+   only).
 5. Train for ``OPTIM.MAX_EPOCH`` epochs, print ``Finish training``, evaluate the last-epoch model
    on the test set (Dassl's ``=> result`` block), print ``Elapsed``.
 6. Write ``result.json`` atomically (temporary file + rename) as the very last act, so its
@@ -103,6 +104,13 @@ class RunLog:
 
         tqdm.write(str(msg), file=self)
 
+    def to_file(self, msg: str) -> None:
+        """Write a line to ``log.txt`` only (buffered until :meth:`attach`), not the terminal."""
+        if self._file is not None:
+            self._file.write(f"{msg}\n")
+        else:
+            self._buffer.append(f"{msg}\n")
+
     def attach(self, path: Path) -> None:
         """Open ``path`` (an existing file is kept as ``<path>-<time>``) and flush the buffer."""
         if path.exists():
@@ -190,7 +198,7 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
         )
     trainer_cls = TRAINER_REGISTRY.get(str(cfg.TRAINER.NAME))
     if not cfg.OUTPUT_DIR:
-        raise SarjepaError("OUTPUT_DIR is not set (--output-dir)")
+        raise SarjepaError("OUTPUT_DIR is not set (--out)")
     if checkpoint is None:
         from sarjepa.benchmark.backbone import checkpoint_from_cfg
 
@@ -208,8 +216,9 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
         if int(cfg.SEED) >= 0:
             log(f"Setting fixed seed: {cfg.SEED}")
             seed_everything(int(cfg.SEED))
-        log("** Config **")
-        log(cfg.dump().rstrip())
+        # the full config goes to log.txt only: on the terminal it would bury a data error
+        runlog.to_file("** Config **")
+        runlog.to_file(cfg.dump().rstrip())
         dataset = build_dataset(cfg)
         log(
             f"Dataset {_dataset_name(cfg)}: {len(dataset.train_x)} train, {len(dataset.val)} "

@@ -11,6 +11,7 @@ import sys
 from sarjepa.benchmark import __version__
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.docs_lists import fill_help
+from sarjepa.benchmark.flags import hide_deprecated, restore
 
 
 class Parser(argparse.ArgumentParser):
@@ -23,7 +24,18 @@ class Parser(argparse.ArgumentParser):
 
     def format_help(self) -> str:
         fill_help(self)
-        return super().format_help()
+        saved = hide_deprecated(self)  # old flag spellings work but are not shown
+        try:
+            return super().format_help()
+        finally:
+            restore(saved)
+
+    def format_usage(self) -> str:
+        saved = hide_deprecated(self)
+        try:
+            return super().format_usage()
+        finally:
+            restore(saved)
 
 
 def build_parser() -> argparse.ArgumentParser:

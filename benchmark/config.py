@@ -1,7 +1,7 @@
 """yacs defaults of the few-shot benchmark, with Dassl's key names, and the loader.
 
-A run's config is built like Dassl's ``train.py``: defaults <- ``--dataset-config-file`` <-
-``--config-file`` (trainer) <- command-line arguments (``--root``, ``--seed`` ...) <- trailing
+A run's config is built like Dassl's ``train.py``: defaults <- ``--dataset-config`` <-
+``--config`` (trainer) <- command-line arguments (``--data``, ``--seed`` ...) <- trailing
 ``KEY VALUE`` overrides, then frozen. Keys not in the defaults are errors (with a suggestion of the
 closest existing key). Dassl's domain-adaptation and semi-supervised trainer nodes are dropped;
 the few remaining Dassl keys that nothing here reads are listed in :data:`UNUSED_DASSL_KEYS` and
@@ -73,7 +73,7 @@ _C.DATALOADER.TEST.SAMPLER = "SequentialSampler"
 _C.DATALOADER.TEST.BATCH_SIZE = 32
 
 _C.MODEL = CN()
-_C.MODEL.INIT_WEIGHTS = ""  # checkpoint path; "" = random init (from-scratch baseline)
+_C.MODEL.INIT_WEIGHTS = ""  # checkpoint path; "" = random init (the `random` baseline)
 _C.MODEL.WEIGHTS_KEY = ""  # ours: "" = auto; e.g. "target_encoder", "model"
 _C.MODEL.POOL = ""  # ours: "" = cls if the backbone has a CLS token else mean | "cls" | "mean"
 _C.MODEL.BACKBONE = CN()
@@ -205,7 +205,7 @@ def get_cfg_default() -> CN:
 def bundled_configs(folder: str = "") -> list[str]:
     """Sorted names of the bundled configs under ``benchmark/configs/<folder>/``.
 
-    A name is the YAML's path relative to that folder without ``.yaml``, as ``--config-file``
+    A name is the YAML's path relative to that folder without ``.yaml``, as ``--config``
     takes it: ``bundled_configs("trainers")`` gives ``MIM_finetune/vit_b16``, ...,
     ``bundled_configs("datasets")`` gives ``mstar_soc``, ....
     """

@@ -1,14 +1,16 @@
 """The lists a user sees, each read from its one registry or constant.
 
 Trainers, grid protocols, pretraining methods, targets, datasets, bundled configs and image
-extensions appear in ``--help`` texts, in error messages and in the README. None of those places
-keeps a copy: help texts are :class:`Listed` templates (``"one of: {trainers}"``) filled from
-:data:`LISTS` when the help is printed, and the README's lists sit between markers::
+extensions appear in ``--help`` texts, in error messages and in the user docs (``README.md`` and
+``docs/*.md``, :func:`doc_files`). None of those places keeps a copy: help texts are
+:class:`Listed` templates (``"one of: {trainers}"``) filled from :data:`LISTS` when the help is
+printed, and the docs' lists sit between markers::
 
     <!-- registry:trainers -->`MIM_finetune`, ...<!-- /registry -->
 
-that :func:`update_readme` rewrites from :data:`BLOCKS`. ``tests/test_registry_docs.py`` fails
-when the README differs; ``python -m sarjepa.benchmark.docs_lists --write`` rewrites it.
+that :func:`update_readme` rewrites from :data:`BLOCKS`; each block lives in one of the doc files.
+``tests/test_registry_docs.py`` fails when a block differs;
+``python -m sarjepa.benchmark.docs_lists --write`` rewrites them all.
 
 Importing this module costs nothing (the registries pull in torch): every list is computed on
 first use, so ``sarjepa --help`` and commands that do not print help stay torch-free.
@@ -104,21 +106,21 @@ def pretrain_configs() -> list[str]:
 
 
 def dataset_configs() -> list[str]:
-    """Bundled dataset configs (``--dataset-config-file NAME``), sorted."""
+    """Bundled dataset configs (``--dataset-config NAME``), sorted."""
     from sarjepa.benchmark.config import bundled_configs
 
     return bundled_configs("datasets")
 
 
 def trainer_configs() -> list[str]:
-    """Bundled trainer configs (``--config-file TRAINER/NAME``), sorted."""
+    """Bundled trainer configs (``--config TRAINER/NAME``), sorted."""
     from sarjepa.benchmark.config import bundled_configs
 
     return bundled_configs("trainers")
 
 
 def trainer_config_names() -> list[str]:
-    """Names of bundled trainer configs across trainers (``grid --trainer-config NAME``)."""
+    """Names of bundled trainer configs across trainers (``grid --config NAME``)."""
     return sorted({name.rpartition("/")[2] for name in trainer_configs()})
 
 
@@ -254,7 +256,7 @@ def _datasets_table() -> str:
         config_of.setdefault(str(load_cfg(None, name).DATASET.NAME), []).append(name)
     rows = [
         "| dataset (`DATASET.NAME`, `splits --dataset`) | also accepted (and any letter case) "
-        "| bundled config (`--dataset-config-file`) |",
+        "| bundled config (`--dataset-config`) |",
         "|---|---|---|",
     ]
     for name in datasets():
@@ -268,7 +270,7 @@ def _protocols_table() -> str:
     configs = trainer_configs()
     rows = [
         "| trainer (`TRAINER.NAME`, `train --trainer`) | grid protocol (`grid --protocols`) "
-        "| bundled configs (`--config-file`) |",
+        "| bundled configs (`--config`) |",
         "|---|---|---|",
     ]
     for name in trainers():
@@ -327,29 +329,40 @@ def update_readme(text: str) -> str:
     return _BLOCK.sub(sub, text)
 
 
+def doc_files() -> list[Path]:
+    """The user docs that may hold generated blocks: ``README.md`` and ``docs/*.md``."""
+    root = Path(__file__).parents[1]
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Check (default) or ``--write`` the README's generated blocks; 1 when they are stale."""
+    """Check (default) or ``--write`` the docs' generated blocks; 1 when any is stale."""
     parser = argparse.ArgumentParser(
         prog="python -m sarjepa.benchmark.docs_lists",
-        description="Compare the README's <!-- registry:NAME --> blocks with the registries.",
+        description="Compare the docs' <!-- registry:NAME --> blocks with the registries.",
     )
-    parser.add_argument("readme", nargs="?", default=str(Path(__file__).parents[1] / "README.md"))
+    parser.add_argument(
+        "docs", nargs="*", metavar="FILE", help="Markdown files (default: README.md, docs/*.md)"
+    )
     parser.add_argument("--write", action="store_true", help="rewrite the stale blocks in place")
     args = parser.parse_args(argv)
-    path = Path(args.readme)
-    text = path.read_text(encoding="utf-8")
-    stale = stale_blocks(text)
-    if not stale:
-        print(f"{path}: {len(block_names(text))} generated blocks up to date")
-        return 0
-    if args.write:
-        path.write_text(update_readme(text), encoding="utf-8")
-        print(f"{path}: rewrote {', '.join(name for name, _, _ in stale)}")
-        return 0
-    for name, _, want in stale:
-        print(f"<!-- registry:{name} -->{want}<!-- /registry -->")
-    print(f"{path}: stale blocks: {', '.join(n for n, _, _ in stale)} (--write to fix)")
-    return 1
+    status = 0
+    for path in [Path(d) for d in args.docs] or doc_files():
+        text = path.read_text(encoding="utf-8")
+        stale = stale_blocks(text)
+        if not stale:
+            if block_names(text):
+                print(f"{path}: {len(block_names(text))} generated blocks up to date")
+            continue
+        if args.write:
+            path.write_text(update_readme(text), encoding="utf-8")
+            print(f"{path}: rewrote {', '.join(name for name, _, _ in stale)}")
+            continue
+        for name, _, want in stale:
+            print(f"<!-- registry:{name} -->{want}<!-- /registry -->")
+        print(f"{path}: stale blocks: {', '.join(n for n, _, _ in stale)} (--write to fix)")
+        status = 1
+    return status
 
 
 if __name__ == "__main__":

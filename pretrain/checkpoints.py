@@ -34,7 +34,7 @@ import zipfile
 from pathlib import Path
 
 import torch
-from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError, not_a_file
 from sarjepa.benchmark.core.io import atomic_torch_save, atomic_write_json
 from sarjepa.benchmark.core.provenance import code_version
 
@@ -135,7 +135,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise SarjepaError(f"checkpoint '{path}' does not exist")
+        raise not_a_file("checkpoint", path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

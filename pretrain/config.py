@@ -20,7 +20,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 _C = CN()
 _C.SEED = 0  # model init, shuffling, augmentation and masking streams all derive from it
 _C.DEVICE = "auto"  # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:N"
-_C.OUTPUT_DIR = ""  # set by --output
+_C.OUTPUT_DIR = ""  # set by --out
 _C.DATA_DIR = ""  # set by --data
 
 _C.METHOD = CN()

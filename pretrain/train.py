@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError, not_a_file
 from sarjepa.benchmark.core.io import atomic_write_text, write_error
 from sarjepa.benchmark.core.runtime import amp_dtype, mix_seed, resolve_amp
 from sarjepa.pretrain import checkpoints as ck
@@ -139,12 +139,12 @@ def _resolve_resume(out: Path, resume: str) -> Path | None:
     if resume:
         path = Path(resume)
         if not path.is_file():
-            raise SarjepaError(f"--resume checkpoint '{resume}' does not exist")
+            raise not_a_file("--resume checkpoint", resume)
         return path
     if latest is not None:
         raise SarjepaError(
             f"output folder '{out}' already holds {latest.name}; pass --resume auto to continue "
-            "it or choose another --output"
+            "it or choose another --out"
         )
     return None
 
@@ -198,10 +198,10 @@ def setup(cfg, info: DistInfo, progress: bool | None) -> Run:
     if not cfg.DATA_DIR:
         raise SarjepaError("no data folder given (--data DIR)")
     if not cfg.OUTPUT_DIR:
-        raise SarjepaError("no output folder given (--output DIR)")
+        raise SarjepaError("no output folder given (--out DIR)")
     out = Path(cfg.OUTPUT_DIR)
     if out.exists() and not out.is_dir():
-        raise SarjepaError(f"--output '{out}' exists and is not a folder")
+        raise SarjepaError(f"--out '{out}' exists and is not a folder")
     if progress is None:
         progress = bool(cfg.TRAIN.PROGRESS) and sys.stderr.isatty()
     device = info.device

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError, not_a_file
 from sarjepa.benchmark.core.provenance import cached_file_sha256
 from sarjepa.pretrain.checkpoint_ref import CheckpointRef
 from sarjepa.pretrain.checkpoints import describe_load_error, read_sidecar
@@ -122,7 +122,7 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """
     p = Path(path)
     if not p.is_file():
-        raise SarjepaError(f"checkpoint '{path}' does not exist")
+        raise not_a_file("checkpoint", path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(

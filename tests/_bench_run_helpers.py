@@ -179,6 +179,14 @@ def tiny_overrides(**extra: Any) -> list[str]:
     return out
 
 
+def grid_overrides(**extra: Any) -> list[str]:
+    """:func:`tiny_overrides` for a grid: without ``DATASET.NUM_SHOTS``, which a grid sets per
+    cell (``--shots``) and refuses as an override."""
+    opts = tiny_overrides(**extra)
+    i = opts.index("DATASET.NUM_SHOTS")
+    return opts[:i] + opts[i + 2 :]
+
+
 def tiny_cfg(root: Path, out: Path, cache: Path, trainer: str, seed: int = 0, **extra: Any):
     """A frozen run config for :func:`make_easy_mstar` data (``extra``: ``KEY=value`` with the
     dots of the key written as ``__``)."""

@@ -168,7 +168,7 @@ TINY_OPTS = [
 
 def test_cli_random_init_writes_layers_x_heads_rows(image_dir, tmp_path, capsys):
     out = tmp_path / "ad"
-    argv = ["analyze", "attention-distance", "--weights", "none", "--images", str(image_dir)]
+    argv = ["analyze", "attention-distance", "--weights", "none", "--data", str(image_dir)]
     argv += ["--out", str(out), "--image-size", "64", "--device", "cpu", *TINY_OPTS]
     assert main(argv) == 0
     assert "3 layers x 2 heads, 3 images" in capsys.readouterr().out
@@ -189,7 +189,7 @@ def test_cli_loads_a_checkpoint_and_limits_images(image_dir, tmp_path, capsys):
     ckpt = tmp_path / "enc.pth"
     torch.save(model.state_dict(), ckpt)
     out = tmp_path / "ad2"
-    argv = ["analyze", "attention-distance", "--weights", str(ckpt), "--images", str(image_dir)]
+    argv = ["analyze", "attention-distance", "--weights", str(ckpt), "--data", str(image_dir)]
     argv += ["--out", str(out), "--image-size", "64", "--limit", "2", "--device", "cpu"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -200,9 +200,9 @@ def test_cli_loads_a_checkpoint_and_limits_images(image_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--images", "no/such/dir"], "image path 'no/such/dir' does not exist"),
-        (["--images", "IMG", "--image-size", "0"], "--image-size must be >= 1"),
-        (["--images", "IMG", "--image-size", "40"], "not a multiple of"),
+        (["--data", "no/such/dir"], "image path 'no/such/dir' does not exist"),
+        (["--data", "IMG", "--image-size", "0"], "--image-size must be >= 1"),
+        (["--data", "IMG", "--image-size", "40"], "not a multiple of"),
     ],
 )
 def test_cli_bad_input_is_one_line(image_dir, tmp_path, capsys, extra, message):

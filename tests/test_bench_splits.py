@@ -150,7 +150,7 @@ def test_seed_zero_is_a_real_seed(tmp_path):
 def test_splits_command_writes_relative_lists(tmp_path, capsys):
     root, rels = _mstar(tmp_path)
     out = tmp_path / "out" / "split.json"
-    argv = ["splits", "--dataset", "mstar_soc", "--root", str(root), "--shots", "10"]
+    argv = ["splits", "--dataset", "mstar_soc", "--data", str(root), "--shots", "10"]
     argv += ["--seed", "0", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
     assert main(argv) == 0
     data = json.loads(out.read_text())
@@ -245,7 +245,7 @@ def test_short_class_warns_or_fails_strictly(tmp_path, caplog):
     assert sum(d.classname == "D7" for d in ds.train_x) == 5
     with pytest.raises(SarjepaError, match="'D7' has 5"):
         build_dataset(load_cfg(None, "mstar_soc", opts + ["RUN.STRICT_SHOTS", "True"]))
-    argv = ["splits", "--dataset", "MSTAR_SOC", "--root", str(root), "--shots", "10"]
+    argv = ["splits", "--dataset", "MSTAR_SOC", "--data", str(root), "--shots", "10"]
     argv += ["--seed", "0", "--strict-shots", "--out", str(tmp_path / "s.json")]
     argv += ["--cache-dir", str(tmp_path / "cache")]
     assert main(argv) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _bench_run_helpers import make_easy_mstar, save_sarjepa, tiny_overrides, tiny_vit
+from _bench_run_helpers import grid_overrides, make_easy_mstar, save_sarjepa, tiny_vit
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.provenance import file_sha256
 from sarjepa.benchmark.grid import GridSpec, plan_grid, run_grid
@@ -27,7 +27,7 @@ def _spec(root: Path, methods: dict[str, str], **kw) -> GridSpec:
     base = dict(
         methods=methods, datasets=["MSTAR_SOC"], root=str(root), shots=[2], seeds=[0, 1],
         protocols=["linear"], trainer_config="vit_b16",
-        overrides=tiny_overrides(**{"OPTIM.MAX_EPOCH": 1}),
+        overrides=grid_overrides(**{"OPTIM.MAX_EPOCH": 1}),
     )  # fmt: skip
     base.update(kw)
     return GridSpec(**base)

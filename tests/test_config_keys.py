@@ -156,9 +156,9 @@ def test_refused_keys_accept_their_default(key):
 
 
 def _train(tmp_path, capsys, *extra: str, config: Path | None = None) -> tuple[int, str]:
-    argv = ["train", "--root", str(tmp_path / "none"), "--dataset-config-file", "mstar_soc"]
-    argv += ["--config-file", str(config or "MIM_linear/vit_tiny_cpu")]
-    argv += ["--output-dir", str(tmp_path / "out"), *extra]
+    argv = ["train", "--data", str(tmp_path / "none"), "--dataset-config", "mstar_soc"]
+    argv += ["--config", str(config or "MIM_linear/vit_tiny_cpu")]
+    argv += ["--out", str(tmp_path / "out"), *extra]
     code = main(argv)
     return code, capsys.readouterr().err
 

@@ -3,9 +3,10 @@
 - Every citation of the protocol document in code, configs and docs is ``PROTOCOL.md#<anchor>``
   and the anchor is a heading of ``PROTOCOL.md`` (GitHub's heading slugs), so renaming a section
   without updating its citations fails here.
-- Relative links in ``README.md`` and ``PROTOCOL.md`` point at files that exist (and, with an
-  ``#anchor`` into a Markdown file, at one of its headings).
-- Repository paths that ``PROTOCOL.md`` names in backticks exist.
+- Relative links in ``README.md``, ``PROTOCOL.md`` and the user docs ``docs/*.md`` point at files
+  that exist (and, with an ``#anchor`` into a Markdown file, at one of its headings).
+- Repository paths that ``PROTOCOL.md`` and the user docs name in backticks exist.
+- The README stays a front page (about 150 lines); the rest lives in ``docs/``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ROOT / "PROTOCOL.md"
 # Where citations may live: the packages, tests, CI and the top-level docs and metadata.
-SCANNED_DIRS = ("benchmark", "pretrain", "dassl_patches", "tests", "csrc", ".ci")
+SCANNED_DIRS = ("benchmark", "pretrain", "dassl_patches", "tests", "csrc", ".ci", "docs")
 SCANNED_TOP = ("README.md", "setup.cfg", "pyproject.toml", "ruff.toml")
 SUFFIXES = {".py", ".yaml", ".yml", ".md", ".cfg", ".toml", ".txt", ".sh", ""}
 # "PROTOCOL.md" not used as a Markdown link text ("[PROTOCOL.md](...)"), with its anchor if any.
 CITATION = re.compile(r"PROTOCOL\.md(?!\])(#[\w-]*)?")
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REPO_PATH = re.compile(r"`((?:benchmark|pretrain|dassl_patches|tests|csrc)/[\w./-]*)`")
+USER_DOCS = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
 
 
 def slug(heading: str) -> str:
@@ -115,7 +117,11 @@ def test_every_protocol_citation_names_an_existing_section():
     assert not bad, "citations of missing PROTOCOL.md sections:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("doc", ["README.md", "PROTOCOL.md"])
+def test_the_user_docs_are_there():
+    assert {"docs/data.md", "docs/grids.md", "docs/formats.md"} <= set(USER_DOCS)
+
+
+@pytest.mark.parametrize("doc", [*USER_DOCS, "PROTOCOL.md"])
 def test_relative_links_resolve(doc):
     path = ROOT / doc
     bad = []
@@ -131,10 +137,20 @@ def test_relative_links_resolve(doc):
     assert not bad, f"broken links in {doc}:\n" + "\n".join(bad)
 
 
-def test_paths_named_in_the_protocol_exist():
-    text = PROTOCOL.read_text(encoding="utf-8")
-    missing = sorted({p for p in REPO_PATH.findall(text) if not (ROOT / p).exists()})
-    assert not missing, f"PROTOCOL.md names paths that do not exist: {missing}"
+@pytest.mark.parametrize("doc", [*USER_DOCS, "PROTOCOL.md"])
+def test_paths_named_in_the_docs_exist(doc):
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    named = {p.rstrip(".") for p in REPO_PATH.findall(text) if "<" not in p and "*" not in p}
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    assert not missing, f"{doc} names paths that do not exist: {missing}"
+
+
+def test_the_readme_is_a_front_page():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 180, f"README.md has {len(lines)} lines; move details into docs/"
+    linked = set(LINK.findall(_strip_fences("\n".join(lines))))
+    pages = {d for d in USER_DOCS if d.startswith("docs/")}
+    assert pages <= {t.partition("#")[0] for t in linked}, "README.md should link every docs page"
 
 
 def test_the_checks_catch_a_renamed_section(tmp_path):

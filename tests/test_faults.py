@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _bench_run_helpers import features_of, make_easy_mstar, save_sarjepa, tiny_overrides, tiny_vit
+from _bench_run_helpers import (
+    features_of,
+    grid_overrides,
+    make_easy_mstar,
+    save_sarjepa,
+    tiny_overrides,
+    tiny_vit,
+)
 from _faults_helpers import FullDisk, patch_writer
 from _pretrain_helpers import tiny_opts, write_chips
 from PIL import Image
@@ -72,9 +79,9 @@ def _no_temp_files(folder: Path) -> bool:
 
 def _train_argv(root: Path, out: Path, cache: Path, trainer: str, **extra) -> list[str]:
     opts = {"DATASET.NUM_SHOTS": 2, "OPTIM.MAX_EPOCH": 1, "RUN.CACHE_DIR": str(cache), **extra}
-    return ["train", "--root", str(root), "--seed", "0", "--trainer", trainer,
-            "--dataset-config-file", "MSTAR_SOC", "--config-file", f"{trainer}/vit_b16",
-            "--output-dir", str(out), *tiny_overrides(**opts)]  # fmt: skip
+    return ["train", "--data", str(root), "--seed", "0", "--trainer", trainer,
+            "--dataset-config", "MSTAR_SOC", "--config", f"{trainer}/vit_b16",
+            "--out", str(out), *tiny_overrides(**opts)]  # fmt: skip
 
 
 def _feature_argv(weights: str, images: Path, out: Path, **extra) -> list[str]:
@@ -90,7 +97,7 @@ def _feature_argv(weights: str, images: Path, out: Path, **extra) -> list[str]:
         **extra,
     }
     flat = [str(x) for kv in opts.items() for x in kv]
-    return ["features", "--weights", weights, "--images", str(images), "--out", str(out), *flat]
+    return ["features", "--weights", weights, "--data", str(images), "--out", str(out), *flat]
 
 
 def _write_images(folder: Path, n: int = 3) -> list[Path]:
@@ -181,7 +188,7 @@ def test_pretrain_worker_error_debug_shows_the_worker_traceback(tmp_path, capsys
     write_chips(data, n=3, size=64)
     _truncate(data / "sub0" / "chip_000.png")
     opts = tiny_opts(**{"DATA.NUM_WORKERS": 1, "TRAIN.BATCH_SIZE": 3, "DATA.CACHE": False})
-    argv = ["pretrain", "--config", "sarjepa_tiny", "--data", str(data), "--output",
+    argv = ["pretrain", "--config", "sarjepa_tiny", "--data", str(data), "--out",
             str(tmp_path / "o"), *opts]  # fmt: skip
     assert main(argv) == 2
     assert "chip_000.png" in _one_error_line(capsys.readouterr().err)
@@ -196,7 +203,7 @@ def test_grid_cell_worker_error_recorded_as_one_line(bad_mstar, tmp_path):
     root, bad = bad_mstar
     spec = GridSpec(methods={"random": "none"}, datasets=["MSTAR_SOC"], root=str(root),
                     shots=[2], seeds=[0], protocols=["linear"],
-                    overrides=tiny_overrides(**{"OPTIM.MAX_EPOCH": 1,
+                    overrides=grid_overrides(**{"OPTIM.MAX_EPOCH": 1,
                                                 "DATALOADER.NUM_WORKERS": 1}))  # fmt: skip
     said: list[str] = []
     counts = run_grid(spec, tmp_path / "run", log=said.append)
@@ -239,7 +246,7 @@ def _pretrain_cli(data: Path, out: Path, fault: str = "", at: str = "", resume: 
     opts = tiny_opts(**{"TRAIN.EPOCHS": 3, "TRAIN.BATCH_SIZE": 4, "DATA.NUM_WORKERS": 1,
                         "MODEL.DROP_PATH": 0.1})  # fmt: skip
     cmd = [sys.executable, str(HELPERS), "pretrain", "--config", "sarjepa_tiny", "--data",
-           str(data), "--output", str(out), "--no-progress"]  # fmt: skip
+           str(data), "--out", str(out), "--no-progress"]  # fmt: skip
     cmd += (["--resume", "auto"] if resume else []) + opts
     log = out.parent / f"{out.name}-{fault or 'run'}-{int(resume)}.txt"
     with open(log, "w") as f:  # a file, not a pipe: orphaned workers must not hold it open
@@ -322,7 +329,7 @@ def test_checkpoint_and_sidecar_survive_a_failed_rewrite(exc, disk_full, tmp_pat
 
 def test_pretrain_full_disk_one_line_then_resume(chips, tmp_path, disk_full, capsys):
     out = tmp_path / "run"
-    argv = ["pretrain", "--config", "sarjepa_tiny", "--data", str(chips), "--output", str(out)]
+    argv = ["pretrain", "--config", "sarjepa_tiny", "--data", str(chips), "--out", str(out)]
     assert main([*argv, *tiny_opts(**{"TRAIN.EPOCHS": 1})]) == 0
     before = (out / "checkpoint-0.pth").read_bytes()
     capsys.readouterr()
@@ -340,7 +347,7 @@ def test_split_files_survive_a_full_disk(tmp_path, disk_full, caplog, capsys):
     from sarjepa.benchmark.datasets import build_dataset
 
     root = make_easy_mstar(tmp_path / "data", n_train=6, n_test=2)
-    argv = ["splits", "--dataset", "MSTAR_SOC", "--root", str(root), "--shots", "2", "--seed",
+    argv = ["splits", "--dataset", "MSTAR_SOC", "--data", str(root), "--shots", "2", "--seed",
             "0", "--cache-dir", str(tmp_path / "cache"), "--out",
             str(tmp_path / "s.json")]  # fmt: skip
     assert main(argv) == 0
@@ -484,7 +491,7 @@ def test_features_and_grid_refuse_a_bad_checkpoint_in_one_line(kind, tmp_path, c
     line = _one_error_line(capsys.readouterr().err)
     assert f"'{path}'" in line and BAD_PTH[kind] in line
     root = make_easy_mstar(tmp_path / "data", n_train=2, n_test=1)
-    argv = ["grid", "--methods", f"bad={path}", "--datasets", "MSTAR_SOC", "--root", str(root),
+    argv = ["grid", "--methods", f"bad={path}", "--datasets", "MSTAR_SOC", "--data", str(root),
             "--out", str(tmp_path / "run"), "--shots", "1", "--seeds", "0"]  # fmt: skip
     assert main(argv) == 2
     line = _one_error_line(capsys.readouterr().err)
@@ -504,7 +511,7 @@ def test_features_and_grid_refuse_a_bad_checkpoint_in_one_line(kind, tmp_path, c
 )
 def test_pretrain_resume_from_a_bad_checkpoint_is_one_line(kind, needle, chips, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["pretrain", "--config", "sarjepa_tiny", "--data", str(chips), "--output", str(out)]
+    argv = ["pretrain", "--config", "sarjepa_tiny", "--data", str(chips), "--out", str(out)]
     assert main([*argv, *tiny_opts(**{"TRAIN.EPOCHS": 1})]) == 0
     bad = out / "checkpoint-1.pth"
     if kind == "bad_epoch":
@@ -534,7 +541,7 @@ def _grid_spec(root: Path, seeds: list[int]):
 
     return GridSpec(methods={"random": "none"}, datasets=["MSTAR_SOC"], root=str(root),
                     shots=[2], seeds=seeds, protocols=["linear"],
-                    overrides=tiny_overrides(**{"OPTIM.MAX_EPOCH": 1}))  # fmt: skip
+                    overrides=grid_overrides(**{"OPTIM.MAX_EPOCH": 1}))  # fmt: skip
 
 
 def test_a_held_cell_lock_skips_the_cell_and_names_the_holder(grid_data, tmp_path):
@@ -586,8 +593,8 @@ def test_two_grid_processes_share_a_run_dir(grid_data, tmp_path):
            "SARJEPA_FAULT_PEERS": "2"}  # fmt: skip
     cmd = [sys.executable, str(HELPERS), "grid", "--methods", "random=none", "--datasets",
            "MSTAR_SOC", "--shots", "2", "--seeds", *map(str, seeds), "--protocols", "linear",
-           "--root", str(grid_data), "--out", str(run),
-           *tiny_overrides(**{"OPTIM.MAX_EPOCH": 1})]  # fmt: skip
+           "--data", str(grid_data), "--out", str(run),
+           *grid_overrides(**{"OPTIM.MAX_EPOCH": 1})]  # fmt: skip
     logs = [tmp_path / f"p{i}.txt" for i in range(2)]
     procs = []
     for log in logs:
@@ -664,3 +671,18 @@ def test_a_damaged_feature_cache_is_rebuilt_with_a_warning(damage, tmp_path, cap
     assert torch.equal(again, first) and "3 extracted" in said[0]
     cached = cached_extract(backbone, paths, _plain_transform, cpu, store, log=said.append)
     assert torch.equal(cached, first) and "from the cache" in said[-1]
+
+
+def test_a_checkpoint_path_that_is_a_folder_says_so(tmp_path, capsys):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "checkpoint-19.pth").write_bytes(b"")
+    (tmp_path / "ckpt" / "checkpoint-9.pth").write_bytes(b"")
+    assert main(["features", "--weights", str(tmp_path / "ckpt"), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "f.npz")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "ckpt' is a folder, not a file (it holds checkpoint-9.pth, checkpoint-19.pth: name one)"
+    ), err
+    assert main(["features", "--weights", str(tmp_path / "no.pth"), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "f.npz")]) == 2  # fmt: skip
+    assert "no.pth' does not exist" in capsys.readouterr().err

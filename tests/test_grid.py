@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _bench_run_helpers import make_easy_mstar, tiny_overrides, tiny_vit
+from _bench_run_helpers import grid_overrides, make_easy_mstar, tiny_vit
 from sarjepa.benchmark.cli import main
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.grid import GridSpec, cell_state, run_grid, validate
@@ -41,7 +41,7 @@ def _spec(root: Path, methods: dict[str, str], **kw) -> GridSpec:
         seeds=[0, 1],
         protocols=["linear", "finetune"],
         trainer_config="vit_b16",
-        overrides=tiny_overrides(**{"OPTIM.MAX_EPOCH": 2}),
+        overrides=grid_overrides(**{"OPTIM.MAX_EPOCH": 2}),
     )
     base.update(kw)
     return GridSpec(**base)
@@ -96,7 +96,7 @@ def test_failed_cell_is_recorded_and_others_continue(tmp_path: Path, data_root: 
 
 def test_bad_grids_are_refused_before_any_cell(tmp_path: Path, data_root: Path, weights: Path):
     out = tmp_path / "run"
-    with pytest.raises(SarjepaError, match="weights of method 'x' not found"):
+    with pytest.raises(SarjepaError, match="method 'x': checkpoint .*nope.pth' does not exist"):
         run_grid(_spec(data_root, {"x": str(tmp_path / "nope.pth")}), out, log=_quiet)
     with pytest.raises(SarjepaError, match="unknown protocol 'linaer'.*did you mean 'linear'"):
         run_grid(_spec(data_root, {"r": "none"}, protocols=["linaer"]), out, log=_quiet)
@@ -116,15 +116,96 @@ def test_cli_grid_writes_tables(
 ):
     out = tmp_path / "run"
     args = ["grid", "--methods", "random=none", "--datasets", "mstar_soc", "--shots", "2",
-            "--seeds", "0", "--protocols", "linear", "--root", str(data_root), "--out", str(out),
-            *tiny_overrides(**{"OPTIM.MAX_EPOCH": 1})]  # fmt: skip
+            "--seeds", "0", "--protocols", "linear", "--data", str(data_root), "--out", str(out),
+            *grid_overrides(**{"OPTIM.MAX_EPOCH": 1})]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "| random |" in text
     for name in ("runs.csv", "summary.csv", "summary.md", "summary.tex", "accuracy_vs_shots.png"):
         assert (out / name).is_file(), name
-    assert main(["grid", "--methods", "random", "--datasets", "MSTAR_SOC", "--root",
+    assert main(["grid", "--methods", "random", "--datasets", "MSTAR_SOC", "--data",
                  str(data_root), "--out", str(out)]) == 2  # fmt: skip
+
+
+def _grid_cli(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["grid", "--methods", "random=none", "--datasets", "MSTAR_SOC", "--shots", "2",
+            "--seeds", "0", "--protocols", "linear", "--data", str(root), "--out", str(out),
+            *extra]  # fmt: skip
+
+
+def test_each_bad_input_stops_before_any_cell_with_one_line(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+):
+    out = tmp_path / "run"
+    bad_yaml = tmp_path / "typo.yaml"
+    bad_yaml.write_text("OPTIM:\n  MAX_EPOHC: 3\n")
+    tiny = grid_overrides(**{"OPTIM.MAX_EPOCH": 1})
+    cases = {
+        "bad override": (_grid_cli(data_root, out, *tiny, "OPTIM.MAX_EPOHC", "2"), "MAX_EPOHC"),
+        "grid-owned override": (_grid_cli(data_root, out, *tiny, "SEED", "3"), "use --seeds"),
+        "missing dataset folder": (_grid_cli(tmp_path, out, *tiny), "MSTAR_SOC"),
+        "typo'd trainer config": (
+            [*_grid_cli(data_root, out, "--config", "vit_b61", *tiny)],
+            "did you mean 'vit_b16'",
+        ),
+        "bad key in a trainer YAML": (
+            [*_grid_cli(data_root, out, "--config", str(bad_yaml), *tiny)],
+            "MAX_EPOHC",
+        ),
+        "unknown reference": (
+            [*_grid_cli(data_root, out, "--reference", "radnom", *tiny)],
+            "did you mean 'random'",
+        ),
+        "missing checkpoint": (
+            [*_grid_cli(data_root, out, *tiny)][:2]
+            + ["random=none", f"enc={tmp_path / 'nope.pth'}"]
+            + _grid_cli(data_root, out, *tiny)[3:],
+            "nope.pth",
+        ),
+    }
+    for what, (argv, needle) in cases.items():
+        assert main(argv) == 2, what
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("sarjepa: error:"), (what, err)
+        assert needle in err[0], (what, err)
+        assert not out.exists(), what  # no cell, not even the run folder
+
+
+def test_dry_run_counts_and_estimates_without_running(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+):
+    out = tmp_path / "run"
+    argv = _grid_cli(data_root, out, *grid_overrides(**{"OPTIM.MAX_EPOCH": 1}))
+    argv[argv.index("--seeds") + 1 : argv.index("--seeds") + 2] = ["0", "1"]
+    assert main([*argv[:1], "--dry-run", *argv[1:]]) == 0
+    text = capsys.readouterr().out
+    assert "grid: 2 cells, 0 already finished, 2 to run; estimated time unknown" in text
+    assert not out.exists()
+    spec = _spec(data_root, {"random": "none"}, seeds=[0], protocols=["linear"])
+    run_grid(spec, out, log=_quiet)  # one finished cell to price the other by
+    said: list[str] = []
+    counts = run_grid(_spec(data_root, {"random": "none"}, seeds=[0, 1], protocols=["linear"]),
+                      out, dry_run=True, log=said.append)  # fmt: skip
+    wall = json.loads((out / validate(spec)[0].rel_dir() / "result.json").read_text())
+    assert counts["done"] == 0 and "1 to run; estimated time " in said[-1]
+    assert wall["provenance"]["wall_time_s"] > 0 and "unknown" not in said[-1]
+    assert not (out / "output/MSTAR_SOC/MIM_linear/random_2shots/seed1").exists()
+
+
+def test_a_fixed_typo_reruns_the_failed_cells_without_force(tmp_path: Path, data_root: Path):
+    out = tmp_path / "run"
+    typo = _spec(data_root, {"random": "none"}, protocols=["linear"],
+                 overrides=grid_overrides(**{"MODEL.BACKBONE.EMBED_DIM": 33}))  # fmt: skip
+    assert run_grid(typo, out, log=_quiet)["failed"] == 2  # 33 is not a multiple of 2 heads
+    fixed = _spec(data_root, {"random": "none"}, protocols=["linear"])
+    said: list[str] = []
+    counts = run_grid(fixed, out, log=said.append)
+    assert counts["done"] == 2 and counts["skipped_failed"] == 0
+    assert any("grid.json updated" in line for line in said)
+    assert json.loads((out / "grid.json").read_text())["identity"] == fixed.identity()
+    # a folder with finished cells still refuses a different grid
+    with pytest.raises(SarjepaError, match="holds a different grid"):
+        run_grid(typo, out, log=_quiet)
 
 
 @pytest.mark.slow
@@ -137,8 +218,8 @@ def test_submitit_local_executor(tmp_path: Path, data_root: Path):
 def _grid_cmd(root: Path, out: Path, weights: Path) -> list[str]:
     return [sys.executable, "-m", "sarjepa", "grid", "--methods", "random=none",
             f"enc={weights}", "--datasets", "MSTAR_SOC", "--shots", "2", "3", "--seeds", "0", "1",
-            "--protocols", "linear", "finetune", "--root", str(root), "--out", str(out),
-            *tiny_overrides(**{"OPTIM.MAX_EPOCH": 2})]  # fmt: skip
+            "--protocols", "linear", "finetune", "--data", str(root), "--out", str(out),
+            *grid_overrides(**{"OPTIM.MAX_EPOCH": 2})]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -64,7 +64,7 @@ def test_the_registered_test_sets_are_found(root: Path):
 
 
 def test_a_clean_pool_passes(root: Path, clean_pool: Path, capsys):
-    assert main(["pool-check", "--data", str(clean_pool), "--root", str(root)]) == 0
+    assert main(["pool-check", "--data", str(clean_pool), "--check-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "MSTAR_SOC/TEST: 0 of 12 pool images copy one of its 6 test images (none)" in out
 
@@ -80,7 +80,7 @@ def test_renamed_and_re_encoded_copies_are_caught(root: Path, clean_pool: Path, 
     _save(np.stack([grey] * 3, -1), clean_pool / "as_rgb.tif")
     # a lossy round trip (decoded and saved again as JPEG at its own quality): a near copy
     _save(np.asarray(Image.open(other)), clean_pool / "resaved.jpeg", quality=75)
-    assert main(["pool-check", "--data", str(clean_pool), "--root", str(root)]) == 1
+    assert main(["pool-check", "--data", str(clean_pool), "--check-root", str(root)]) == 1
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if "MSTAR_SOC/TEST/" in ln]
     assert len(lines) == 5, out
@@ -95,7 +95,9 @@ def test_renamed_and_re_encoded_copies_are_caught(root: Path, clean_pool: Path, 
         assert any(name in ln and f"MSTAR_SOC/TEST/{what}" in ln for ln in lines), (name, out)
     assert "MSTAR_SOC/TEST: 5 of 17 pool images copy one of its 6 test images" in out
     # exact copies only: the re-save is no longer reported
-    assert main(["pool-check", "--data", str(clean_pool), "--root", str(root), "--near-rms", "0"])
+    assert main(
+        ["pool-check", "--data", str(clean_pool), "--check-root", str(root), "--near-rms", "0"]
+    )
     assert "resaved.jpeg" not in capsys.readouterr().out
 
 
@@ -131,7 +133,7 @@ def test_a_cache_inside_the_dataset_is_refused(root: Path, clean_pool: Path):
 
 def test_a_root_without_test_sets_is_one_line_error(tmp_path: Path, clean_pool: Path, capsys):
     (tmp_path / "empty").mkdir()
-    argv = ["pool-check", "--data", str(clean_pool), "--root", str(tmp_path / "empty")]
+    argv = ["pool-check", "--data", str(clean_pool), "--check-root", str(tmp_path / "empty")]
     assert main(argv) == 2
     assert "no test set of a registered dataset" in capsys.readouterr().err
 

@@ -90,7 +90,7 @@ def test_paths_describe_class_serial_and_depression():
 def test_soc_layout_counts_serials_links_and_manifest(release: Path, tmp_path: Path):
     before = _snapshot(release)
     out = tmp_path / "data"
-    assert main(["prepare", "mstar", "--src", str(release), "--out", str(out)]) == 0
+    assert main(["prepare", "mstar", "--data", str(release), "--out", str(out)]) == 0
     soc = out / "MSTAR_SOC"
     for split, want in (("TRAIN", SOC_TRAIN), ("TEST", SOC_TEST)):
         got = {c.name: len(list(c.glob("*.jpeg"))) for c in (soc / split).iterdir()}
@@ -113,7 +113,7 @@ def test_layout_feeds_the_splits_of_the_benchmark(release: Path, tmp_path: Path)
     out = tmp_path / "data"
     mr.build_layout(release, out, "soc", log=lambda _m: None)
     split = tmp_path / "split.json"
-    argv = ["splits", "--dataset", "MSTAR_SOC", "--root", str(out), "--shots", "2"]
+    argv = ["splits", "--dataset", "MSTAR_SOC", "--data", str(out), "--shots", "2"]
     argv += ["--seed", "1", "--out", str(split), "RUN.CACHE_DIR", str(tmp_path / "c")]
     assert main(argv) == 0
     lists = json.loads(split.read_text())
@@ -148,7 +148,7 @@ def test_incomplete_release_names_what_is_missing(tmp_path: Path):
     assert not (tmp_path / "data" / "MSTAR_SOC").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["prepare", "mstar", "--src", str(empty), "--out", str(tmp_path / "d")]) == 2
+    assert main(["prepare", "mstar", "--data", str(empty), "--out", str(tmp_path / "d")]) == 2
 
 
 def test_pool_holds_every_chip_outside_the_test_set(
@@ -157,7 +157,7 @@ def test_pool_holds_every_chip_outside_the_test_set(
     monkeypatch.setenv("SARJEPA_CACHE", str(tmp_path / "cache"))
     pool = tmp_path / "pool"
     out = tmp_path / "data"
-    argv = ["prepare", "mstar", "--src", str(release), "--out", str(out), "--pool", str(pool)]
+    argv = ["prepare", "mstar", "--data", str(release), "--out", str(out), "--pool", str(pool)]
     assert main(argv) == 0
     man = json.loads((pool / "manifest.json").read_text())
     test_sources = {
@@ -184,7 +184,7 @@ def test_pool_check_catches_a_test_image_kept_under_another_chip_name(
     twin = release / f"{TGT}/TRAIN/17_DEG/T72/SN_812/HB99999.016.jpeg"
     twin.write_bytes(test_chip.read_bytes())
     out, pool = tmp_path / "data", tmp_path / "pool"
-    argv = ["prepare", "mstar", "--src", str(release), "--out", str(out), "--pool", str(pool)]
+    argv = ["prepare", "mstar", "--data", str(release), "--out", str(out), "--pool", str(pool)]
     assert main(argv) == 1
     printed = capsys.readouterr().out
     want = f"HB99999.016.jpeg: MSTAR_SOC/TEST/T72/{test_chip.name} (exact)"

@@ -143,7 +143,7 @@ def test_the_real_release_tree_gives_the_standard_counts(tmp_path: Path, capsys,
     rel = tmp_path / "release"
     n = make_release_tree(rel)
     out, pool = tmp_path / "data", tmp_path / "pool"
-    argv = ["prepare", "mstar", "--src", str(rel), "--out", str(out), "--protocol", "all"]
+    argv = ["prepare", "mstar", "--data", str(rel), "--out", str(out), "--protocol", "all"]
     assert main(argv + ["--pool", str(pool)]) == 0
     printed = capsys.readouterr().out
     assert f"{n} JPEGs skipped: no MSTAR target code" in printed  # the browse images
@@ -157,7 +157,7 @@ def test_the_real_release_tree_gives_the_standard_counts(tmp_path: Path, capsys,
     assert soc["total"] == {"TRAIN": 2747, "TEST": 2425}
     assert json.loads((pool / "manifest.json").read_text())["total"] == n - 2425
     split = tmp_path / "split.json"
-    argv = ["splits", "--dataset", "MSTAR_EOC2V", "--root", str(out), "--shots", "5"]
+    argv = ["splits", "--dataset", "MSTAR_EOC2V", "--data", str(out), "--shots", "5"]
     assert main(argv + ["--seed", "0", "--out", str(split)]) == 0
     lists = json.loads(split.read_text())
     assert (len(lists["train"]), len(lists["test"])) == (20, 3569)

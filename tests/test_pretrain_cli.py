@@ -36,7 +36,7 @@ def test_cli_run_prints_img_per_s_and_writes_outputs(chips, tmp_path, capsys):
         "sarjepa_tiny",
         "--data",
         str(chips),
-        "--output",
+        "--out",
         str(out),
         *tiny_opts(**{"TRAIN.EPOCHS": 1}),
     )
@@ -95,7 +95,7 @@ def test_cli_bad_input_one_line_error(case, needle, chips, tmp_path, capsys):
         "sarjepa_tiny",
         "--data",
         str(data),
-        "--output",
+        "--out",
         str(tmp_path / "o"),
         *opts,
     )
@@ -111,7 +111,7 @@ def test_cli_bad_input_one_line_error(case, needle, chips, tmp_path, capsys):
             "sarjepa_tiny",
             "--data",
             str(data),
-            "--output",
+            "--out",
             str(tmp_path / "o2"),
             "--skip-corrupt",
             *tiny_opts(**{"TRAIN.EPOCHS": 1, "TRAIN.BATCH_SIZE": 2}),

@@ -11,8 +11,8 @@ import pytest
 import torch
 from _bench_run_helpers import (
     easy_data_with_checkpoint,
+    grid_overrides,
     tiny_cfg,
-    tiny_overrides,
 )
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.grid import GridSpec, run_grid, write_outputs
@@ -157,7 +157,7 @@ def test_grid_with_probe_protocols_writes_tables(data, tmp_path: Path):
         seeds=[0, 1],
         protocols=["knn", "logreg"],
         trainer_config="vit_b16",
-        overrides=tiny_overrides(),
+        overrides=grid_overrides(),
     )
     counts = run_grid(spec, tmp_path / "run", log=lambda _m: None)
     assert counts["failed"] == 0 and counts["done"] == 8

@@ -1,8 +1,8 @@
-"""The lists users see are written from their registries: help texts, the README, error hints.
+"""The lists users see are written from their registries: help texts, the docs, error hints.
 
 The expected names are read here straight from each registry, constant or config folder (not
-through :mod:`benchmark.docs_lists`), so a help text or README block that is kept by hand, or a
-registration without help, fails.
+through :mod:`benchmark.docs_lists`), so a help text or a docs block (README.md or docs/*.md)
+that is kept by hand, or a registration without help, fails.
 """
 
 from __future__ import annotations
@@ -19,7 +19,19 @@ from sarjepa.benchmark.cli import main
 from sarjepa.benchmark.core.errors import SarjepaError
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _docs_text() -> str:
+    """Every user doc, concatenated (each generated block lives in one of them)."""
+    return "\n".join(path.read_text(encoding="utf-8") for path in DOCS)
+
+
+def _holding(name: str) -> Path:
+    """The doc file that holds the ``registry:NAME`` block."""
+    found = [p for p in DOCS if f"<!-- registry:{name} -->" in p.read_text(encoding="utf-8")]
+    assert len(found) == 1, f"registry:{name} should be in exactly one doc, found in {found}"
+    return found[0]
 
 
 def _trainers() -> list[str]:
@@ -134,7 +146,7 @@ def test_a_new_registration_shows_in_help_and_readme(capsys, monkeypatch):
     monkeypatch.setitem(DATASET_REGISTRY._items, "ZZ_SET", object)
     assert "MIM_zzprobe" in help_text(capsys, "train")
     assert "ZZ_SET" in help_text(capsys, "splits")
-    stale = {name: want for name, _, want in docs_lists.stale_blocks(README.read_text())}
+    stale = {name: want for name, _, want in docs_lists.stale_blocks(_docs_text())}
     assert {"trainers", "protocols-table", "datasets-table"} <= set(stale)
     assert "`MIM_zzprobe` | - |" in stale["protocols-table"]  # no grid protocol runs it
     assert "`ZZ_SET` | - | - |" in stale["datasets-table"]
@@ -156,10 +168,10 @@ def test_prepare_choices_come_from_the_release_protocols(capsys, tmp_path):
     text = help_text(capsys, "prepare", "mstar")
     assert ", ".join(f"{k} ({v['dataset']})" for k, v in PROTOCOLS.items()) + ", all" in text
     with pytest.raises(SystemExit):
-        main(["prepare", "mstar", "--src", "s", "--out", "o", "--protocol", "eoc9"])
+        main(["prepare", "mstar", "--data", "s", "--out", "o", "--protocol", "eoc9"])
     assert "invalid choice: 'eoc9'" in capsys.readouterr().err
     for good in [*PROTOCOLS, "all"]:
-        argv = ["--src", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--protocol", good]
+        argv = ["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--protocol", good]
         assert main(["prepare", "mstar", *argv]) == 2  # accepted; the missing release is the error
 
 
@@ -186,25 +198,32 @@ def test_plain_start_up_stays_torch_free():
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
-# ------------------------------------------------------------------------------- README
+# ------------------------------------------------------------------------------- docs
 
 
-def test_readme_blocks_equal_the_registries():
-    stale = docs_lists.stale_blocks(README.read_text(encoding="utf-8"))
+def test_the_updater_knows_the_doc_files():
+    assert [p.resolve() for p in docs_lists.doc_files()] == [p.resolve() for p in DOCS]
+    assert len(DOCS) > 1  # README.md and the docs/ pages
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[p.name for p in DOCS])
+def test_doc_blocks_equal_the_registries(doc):
+    stale = docs_lists.stale_blocks(doc.read_text(encoding="utf-8"))
     fixed = "\n".join(f"<!-- registry:{n} -->{want}<!-- /registry -->" for n, _, want in stale)
     assert not stale, (
-        "README.md lists differ from the registries; replace these blocks (or run "
+        f"{doc.name} lists differ from the registries; replace these blocks (or run "
         f"`python -m sarjepa.benchmark.docs_lists --write`):\n{fixed}"
     )
 
 
-def test_readme_holds_every_generated_block():
-    assert set(docs_lists.block_names(README.read_text(encoding="utf-8"))) == set(docs_lists.BLOCKS)
+def test_the_docs_hold_every_generated_block_once():
+    names = docs_lists.block_names(_docs_text())
+    assert sorted(names) == sorted(docs_lists.BLOCKS)
 
 
 def _block(text: str, name: str) -> str:
     m = re.search(rf"<!-- registry:{name} -->(.*?)<!-- /registry -->", text, re.S)
-    assert m, f"README.md has no registry:{name} block"
+    assert m, f"no doc has a registry:{name} block"
     return m[1]
 
 
@@ -213,8 +232,8 @@ def _first_column(table: str) -> list[str]:
     return [r.split("|")[1].strip().strip("`") for r in rows]
 
 
-def test_readme_blocks_name_exactly_the_registered_things():
-    text = README.read_text(encoding="utf-8")
+def test_doc_blocks_name_exactly_the_registered_things():
+    text = _docs_text()
     assert re.findall(r"`([^`]+)`", _block(text, "trainers")) == _trainers()
     assert re.findall(r"`([^`]+)`", _block(text, "targets")) == _targets()
     assert _block(text, "image-extensions").split(", ") == _extensions()
@@ -243,8 +262,8 @@ def test_update_rewrites_only_marked_blocks():
 
 
 def test_the_updater_checks_and_writes(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    text = README.read_text(encoding="utf-8")
+    readme = tmp_path / "page.md"
+    text = _holding("trainers").read_text(encoding="utf-8")
     readme.write_text(text.replace("`MIM_knn`, ", "", 1), encoding="utf-8")
     assert docs_lists.main([str(readme)]) == 1
     out = capsys.readouterr().out

@@ -204,7 +204,7 @@ def test_cli_writes_maps_without_resampling(tmp_path, capsys):
     a, b, c = _write_images(tmp_path / "imgs")
     out, png = tmp_path / "o" / "gf.npz", tmp_path / "o" / "gf.png"
     rc = main(
-        ["targets", "--kind", "gf", "--images", str(tmp_path / "imgs"), "--out", str(out)]
+        ["targets", "--kind", "gf", "--data", str(tmp_path / "imgs"), "--out", str(out)]
         + ["--png", str(png)]
     )
     assert rc == 0
@@ -234,10 +234,10 @@ def test_cli_hog_and_scales(tmp_path):
     _write_images(tmp_path / "imgs")
     out = tmp_path / "hog.npz"
     one = str(tmp_path / "imgs" / "a.png")
-    assert main(["targets", "--kind", "hog", "--images", one, "--out", str(out)]) == 0
+    assert main(["targets", "--kind", "hog", "--data", one, "--out", str(out)]) == 0
     assert np.load(out)["maps"].shape == (1, 9, 224, 224)
     out2 = tmp_path / "gf2"  # no .npz suffix: written exactly there
-    args = ["targets", "--kind", "gf", "--images", one, "--out", str(out2), "--scales", "3", "7"]
+    args = ["targets", "--kind", "gf", "--data", one, "--out", str(out2), "--scales", "3", "7"]
     assert main(args + ["--size", "64"]) == 0
     assert np.load(out2)["maps"].shape == (1, 2, 64, 64)
 
@@ -245,17 +245,17 @@ def test_cli_hog_and_scales(tmp_path):
 def test_cli_bad_input(tmp_path, capsys):
     _write_images(tmp_path / "imgs")
     out = str(tmp_path / "x.npz")
-    assert main(["targets", "--kind", "gff", "--images", str(tmp_path), "--out", out]) == 2
+    assert main(["targets", "--kind", "gff", "--data", str(tmp_path), "--out", out]) == 2
     assert "did you mean 'gf'" in capsys.readouterr().err
-    assert main(["targets", "--kind", "gf", "--images", str(tmp_path / "nope"), "--out", out]) == 2
+    assert main(["targets", "--kind", "gf", "--data", str(tmp_path / "nope"), "--out", out]) == 2
     assert "'" + str(tmp_path / "nope") + "' does not exist" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["targets", "--kind", "gf", "--images", str(empty), "--out", out]) == 2
+    assert main(["targets", "--kind", "gf", "--data", str(empty), "--out", out]) == 2
     assert "no images" in capsys.readouterr().err
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    assert main(["targets", "--kind", "gf", "--images", str(bad), "--out", out]) == 2
+    assert main(["targets", "--kind", "gf", "--data", str(bad), "--out", out]) == 2
     err = capsys.readouterr().err
     assert "cannot read image" in err and "bad.png" in err and len(err.strip().splitlines()) == 1
 

@@ -52,17 +52,17 @@ def _train(root, out, cache, trainer="MIM_finetune", *extra: str, seed: int = 0)
     args = (
         [
             "train",
-            "--root",
+            "--data",
             str(root),
             "--seed",
             str(seed),
             "--trainer",
             trainer,
-            "--dataset-config-file",
+            "--dataset-config",
             "MSTAR_SOC",
-            "--config-file",
+            "--config",
             f"{config}/vit_b16",
-            "--output-dir",
+            "--out",
             str(out),
         ]
         + tiny_overrides()
@@ -73,13 +73,13 @@ def _train(root, out, cache, trainer="MIM_finetune", *extra: str, seed: int = 0)
 
 def test_finetune_cell_learns_and_writes_the_run_folder(root, tmp_path, capsys):
     out = tmp_path / "MSTAR_SOC" / "MIM_finetune" / "random_4shots" / "seed0"
-    assert _train(root, out, tmp_path / "cache", "MIM_finetune", "RUN.METHOD", "scratch") == 0
+    assert _train(root, out, tmp_path / "cache", "MIM_finetune", "RUN.METHOD", "random") == 0
     res = json.loads((out / "result.json").read_text())
     assert set(res) == RESULT_KEYS and set(res["provenance"]) >= PROV_KEYS
     assert res["format"] == "sarjepa-result/1" and res["dataset"] == "MSTAR_SOC"
     assert (res["trainer"], res["method"], res["shots"], res["seed"]) == (
         "MIM_finetune",
-        "scratch",
+        "random",
         4,
         0,
     )
@@ -179,7 +179,7 @@ def test_features_command_writes_npz(tmp_path, capsys):
         "features",
         "--weights",
         str(ckpt),
-        "--images",
+        "--data",
         str(imgs[2]),
         str(tmp_path / "imgs"),
         "--out",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark import flags
+
 DISTANCE_DESCRIPTION = """\
 Load a checkpoint as `sarjepa features` does (ours, SAR-JEPA/LoMaR, MAE/FG-MAE, I-JEPA, a bare
 state dict; `none` = a random init of MODEL.BACKBONE.NAME, seeded by SEED when SEED >= 0),
@@ -39,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     a.add_argument("--weights", required=True, help="checkpoint file (MODEL.INIT_WEIGHTS) or none")
-    a.add_argument("--images", nargs="+", required=True, metavar="PATH", help="images or folders")
+    flags.add(
+        a, "--data", "--images", nargs="+", required=True, metavar="PATH", help="images or folders"
+    )
     a.add_argument("--out", default=".", metavar="DIR", help="output folder (created; default .)")
     a.add_argument("--image-size", type=int, default=224, help="network input side in px (224)")
     a.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
@@ -100,7 +104,7 @@ def run_attention_distance(args: argparse.Namespace) -> int:
     cfg = load_cfg(opts=args.opts, overrides=overrides)
     checkpoint = checkpoint_from_cfg(cfg)  # checked once, here
     device = resolve_device(args.device, "--device")
-    files = _expand(args.images)
+    files = _expand(args.data)
     if args.limit:
         files = files[: args.limit]
     out = Path(args.out)

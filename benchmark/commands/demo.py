@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mstar",
         default=None,
         metavar="RELEASE",
-        help="run on the public MSTAR release instead (the folder `sarjepa prepare mstar --src` "
+        help="run on the public MSTAR release instead (the folder `sarjepa prepare mstar --data` "
         "reads): SOC layout and pretraining pool built under OUT/data (hard links), pool "
         "checked against the SOC test set; default output results/demo-mstar",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark import flags
 from sarjepa.benchmark.docs_lists import IMAGE_PATHS
 
 
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Load any supported checkpoint (ours, SAR-JEPA/LoMaR, MAE/FG-MAE, I-JEPA), "
         "preprocess each image as the benchmark does (grey decode, INPUT.CROP_SIZE centre crop, "
         "resize to INPUT.SIZE) and write OUT.npz with 'files' (N,) and 'features' (N, D) "
-        "float32. Folders given to --images are walked (sorted) for image files. Trailing KEY "
+        "float32. Folders given to --data are walked (sorted) for image files. Trailing KEY "
         "VALUE pairs override the benchmark config (e.g. MODEL.WEIGHTS_KEY encoder, RUN.DEVICE "
         "cpu, RUN.AMP off).",
     )
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint file (MODEL.INIT_WEIGHTS), or none for a random init of "
         "MODEL.BACKBONE.NAME (as in grid; seeded by SEED when SEED >= 0)",
     )
-    p.add_argument("--images", nargs="+", required=True, metavar="PATH", help=IMAGE_PATHS)
+    flags.add(p, "--data", "--images", nargs="+", required=True, metavar="PATH", help=IMAGE_PATHS)
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--pool", choices=("cls", "mean"), default=None, help="default: the model's")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     check_trailing_opts(args.opts)
     cfg = load_cfg(opts=args.opts, overrides=overrides)
     checkpoint = checkpoint_from_cfg(cfg)  # checked once, here
-    files = _expand(args.images)
+    files = _expand(args.data)
     out = Path(args.out)
     if out.suffix != ".npz":
         raise SarjepaError(f"--out '{args.out}' must end with .npz")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sarjepa.benchmark import flags
 from sarjepa.benchmark.docs_lists import Listed
 
 GRID_FILE_KEYS = (
@@ -19,6 +20,8 @@ GRID_FILE_KEYS = (
     "overrides",
 )
 
+_FLAG_OF = {"root": "data", "trainer_config": "config"}  # grid file key -> its flag's dest
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -26,8 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a resumable few-shot grid and write its tables and plots",
         description="One cell = (method, dataset, shots, seed, protocol) in "
         "RUN_DIR/output/<DATASET>/<TRAINER>/<METHOD>_<K>shots/seed<S>/. Finished cells are "
-        "skipped, unfinished ones redone, failed ones recorded (error.json). Ends by writing "
-        "runs.csv, summary.{csv,md,tex} and accuracy_vs_shots.{png,pdf} in RUN_DIR.",
+        "skipped, unfinished ones redone, failed ones recorded (error.json). Everything "
+        "(checkpoints, dataset folders, configs, overrides, --reference) is checked before the "
+        "first cell. Ends by writing runs.csv, summary.{csv,md,tex} and "
+        "accuracy_vs_shots.{png,pdf} in RUN_DIR. The grid file keys 'root' and "
+        "'trainer_config' are --data and --config.",
     )
     p.add_argument("--grid-file", help="YAML with any of: " + ", ".join(GRID_FILE_KEYS))
     p.add_argument(
@@ -44,8 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         help=Listed("any of: {protocols} (default: {default_protocols})"),
     )
-    p.add_argument("--root", help="folder holding the dataset folders")
-    p.add_argument(
+    flags.add(p, "--data", "--root", metavar="ROOT", help="folder holding the dataset folders")
+    flags.add(
+        p,
+        "--config",
         "--trainer-config",
         help=Listed("a bundled name ({trainer_config_names}; default vit_b16) or a YAML path"),
     )
@@ -61,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="rerun cells that failed before")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed cell")
     p.add_argument("--force", action="store_true", help="reuse a RUN_DIR holding a different grid")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything, print the cell count and estimated time, run nothing",
+    )
     p.add_argument(
         "--reference",
         action="append",
@@ -97,7 +110,7 @@ def spec_from_args(args: argparse.Namespace):
         if isinstance(data.get("overrides"), dict):
             data["overrides"] = [str(x) for kv in data["overrides"].items() for x in kv]
     for key in GRID_FILE_KEYS:
-        value = getattr(args, key, None)
+        value = getattr(args, _FLAG_OF.get(key, key), None)
         if key == "overrides":
             value = list(args.opts or []) or None
         if value is not None:
@@ -107,7 +120,7 @@ def spec_from_args(args: argparse.Namespace):
     if not data.get("datasets"):
         raise SarjepaError("no datasets: give --datasets NAME ... or a grid file")
     if not data.get("root"):
-        raise SarjepaError("no dataset root: give --root DIR or a grid file")
+        raise SarjepaError("no dataset root: give --data ROOT or a grid file")
     if len(data.get("overrides") or []) % 2:
         raise SarjepaError(f"config overrides must be KEY VALUE pairs: {data['overrides']}")
     kwargs = {k: data[k] for k in GRID_FILE_KEYS if k in data and k != "methods"}
@@ -148,7 +161,12 @@ def run(args: argparse.Namespace) -> int:
         fail_fast=args.fail_fast,
         force=args.force,
         slurm={"partition": args.partition, "timeout_min": args.time, "gpus": args.gpus},
+        references=args.reference or (),
+        dry_run=args.dry_run,
     )
+    if args.dry_run:
+        print("grid: --dry-run: nothing run")
+        return 0
     finish(run_dir, args.reference)
     print(
         f"grid: {counts['done']} run, {counts['failed']} failed, "

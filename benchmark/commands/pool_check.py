@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sarjepa.benchmark import flags
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "pool-check",
         help="check that a pretraining folder holds no test image of the datasets under a root",
         description="Compare every image under --data (a pretraining pool) with the test sets "
-        "of the registered datasets found under --root (MSTAR_SOC/TEST, New_FUSAR/Val, "
+        "of the registered datasets found under --check-root (MSTAR_SOC/TEST, New_FUSAR/Val, "
         "SAR_ACD/images, ROOT/test of a SARFolder, ...). Images are compared as decoded grey "
         "chips, not as files: exact copies (renamed, moved, re-encoded losslessly, e.g. a JPEG "
         "re-saved as PNG) by a hash of the pixels and shape; near copies (a JPEG re-saved at "
@@ -22,13 +24,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a dataset folder.",
     )
     p.add_argument("--data", required=True, metavar="POOL", help="pretraining folder to check")
-    p.add_argument("--root", required=True, metavar="DIR", help="dataset root holding test sets")
+    flags.add(
+        p,
+        "--check-root",
+        "--root",
+        required=True,
+        metavar="ROOT",
+        help="dataset root holding test sets",
+    )
     p.add_argument(
         "--dataset",
         nargs="+",
         default=None,
         metavar="NAME",
-        help="only these registered datasets (default: every one found under --root)",
+        help="only these registered datasets (default: every one found under --check-root)",
     )
     p.add_argument(
         "--near-rms",
@@ -67,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     near = NEAR_RMS if args.near_rms is None else (args.near_rms or None)
     result = check_pool(
         args.data,
-        args.root,
+        args.check_root,
         datasets=args.dataset,
         near_rms=near,
         high_bit=args.high_bit,

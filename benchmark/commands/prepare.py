@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark import flags
 from sarjepa.benchmark.docs_lists import Listed, ListedChoices, mstar_layouts
 
 
@@ -23,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with manifest.json (counts, sha256 and source path per file). SOC: 10 classes, 17 deg "
         "train, 15 deg test, BMP2 SN_9563, BTR70 SN_C71, T72 SN_132 (2,747 / 2,425 chips).",
     )
-    m.add_argument("--src", required=True, metavar="RELEASE", help="folder holding the CD folders")
+    flags.add(
+        m, "--data", "--src", required=True, metavar="RELEASE", help="folder holding the CD folders"
+    )
     m.add_argument("--out", required=True, metavar="ROOT", help="dataset root to write into")
     m.add_argument(
         "--protocol",
@@ -49,17 +52,17 @@ def run_mstar(args: argparse.Namespace) -> int:
     from sarjepa.benchmark.datasets import mstar_release as mr
 
     protocols = list(mr.PROTOCOLS) if "all" in args.protocol else list(args.protocol)
-    chips, unplaced = mr.scan_release(args.src)
+    chips, unplaced = mr.scan_release(args.data)
     print(mr.summary_table(chips, unplaced))
     for protocol in protocols:
-        manifest = mr.build_layout(args.src, args.out, protocol, args.copy, chips=chips)
+        manifest = mr.build_layout(args.data, args.out, protocol, args.copy, chips=chips)
         total = manifest["total"]
         print(f"{manifest['dataset']}: train {total['TRAIN']}, test {total['TEST']}")
         print("\n".join(mr.counts_report(manifest)))
         if manifest["duplicates_skipped"]:
             print(f"  ({manifest['duplicates_skipped']} duplicate chip names skipped)")
     if args.pool:
-        mr.build_pool(args.src, args.pool, protocols[0], args.copy, chips=chips)
+        mr.build_pool(args.data, args.pool, protocols[0], args.copy, chips=chips)
         datasets = [mr.PROTOCOLS[p]["dataset"] for p in protocols]
         return check_built_pool(args.pool, args.out, datasets)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark import flags
 from sarjepa.benchmark.docs_lists import Listed
 
 DESCRIPTION = Listed("""\
@@ -34,12 +35,12 @@ def register(subparsers) -> None:
         help="YAML config, or the name of a bundled one (default: sarjepa_vit_b16)",
     )
     p.add_argument("--data", required=True, metavar="DIR", help="folder of unlabeled images")
-    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    flags.add(p, "--out", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--resume",
         default="",
         metavar="auto|PATH",
-        help="continue from the latest checkpoint in --output (auto) or from PATH",
+        help="continue from the latest checkpoint in --out (auto) or from PATH",
     )
     p.add_argument("--skip-corrupt", action="store_true", help="log and skip unreadable images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +63,7 @@ def run(args) -> int:
     if args.check_root:
         warn_on_overlap(args.data, args.check_root, progress=not args.no_progress)
     cfg.DATA_DIR = args.data
-    cfg.OUTPUT_DIR = args.output
+    cfg.OUTPUT_DIR = args.out
     if args.skip_corrupt:
         cfg.DATA.SKIP_CORRUPT = True
     if args.no_progress:
@@ -102,7 +103,7 @@ def warn_on_overlap(data: str, root: str, progress: bool = True) -> int:
             print(
                 f"warning: pretraining data '{data}' holds {len(files)} image(s) of the test set "
                 f"{s.name} under '{root}' (e.g. {files[0]}); list them with: sarjepa pool-check "
-                f"--data {data} --root {root}",
+                f"--data {data} --check-root {root}",
                 file=sys.stderr,
             )
     return len(result.overlapping_files())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sarjepa.benchmark import flags
 from sarjepa.benchmark.docs_lists import Listed
 
 DESCRIPTION = Listed("""\
@@ -23,7 +24,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dataset", required=True, metavar="NAME", help="DATASET.NAME (listed above)")
-    p.add_argument("--root", required=True, metavar="DIR", help="folder holding the dataset")
+    flags.add(
+        p, "--data", "--root", required=True, metavar="ROOT", help="folder holding the dataset"
+    )
     p.add_argument("--shots", type=int, required=True, metavar="K", help="images per class")
     p.add_argument("--seed", type=int, required=True, metavar="S", help="run seed (0 is a seed)")
     p.add_argument("--out", default="-", metavar="FILE", help="output JSON (default: stdout)")
@@ -33,7 +36,9 @@ def register(subparsers) -> None:
         help="fail if a class has fewer than K training images (default: keep all, warn)",
     )
     p.add_argument("--cache-dir", default="", metavar="DIR", help="split cache (RUN.CACHE_DIR)")
-    p.add_argument(
+    flags.add(
+        p,
+        "--dataset-config",
         "--dataset-config-file",
         default="",
         metavar="FILE",
@@ -51,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {
         "DATASET.NAME": args.dataset,
-        "DATASET.ROOT": args.root,
+        "DATASET.ROOT": args.data,
         "DATASET.NUM_SHOTS": args.shots,
         "SEED": args.seed,
         "RUN.STRICT_SHOTS": bool(args.strict_shots),
     }
     if args.cache_dir:
         overrides["RUN.CACHE_DIR"] = args.cache_dir
-    cfg = load_cfg(None, args.dataset_config_file or None, args.opts, overrides=overrides)
+    cfg = load_cfg(None, args.dataset_config or None, args.opts, overrides=overrides)
     dataset = build_dataset(cfg)
     lists = dataset.split_lists()
     data = split_json_bytes(lists)

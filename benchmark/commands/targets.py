@@ -12,6 +12,7 @@ import os
 import sys
 
 import numpy as np
+from sarjepa.benchmark import flags
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.images import expand_image_paths
 from sarjepa.benchmark.core.io import atomic_numpy_save, atomic_write
@@ -29,7 +30,9 @@ def register(subparsers) -> None:
         "gf, C is the number of scales in the order given.",
     )
     p.add_argument("--kind", required=True, help=Listed("target name, one of: {targets}"))
-    p.add_argument(
+    flags.add(
+        p,
+        "--data",
         "--images",
         required=True,
         nargs="+",
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise SarjepaError(f"unknown --device '{args.device}'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SarjepaError(f"--device '{args.device}' requested but CUDA is not available")
-    files = expand_image_paths(args.images)
+    files = expand_image_paths(args.data)
 
     from tqdm import tqdm
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sarjepa.benchmark import flags
 from sarjepa.benchmark.docs_lists import Listed
 
 
@@ -12,27 +13,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train and test one few-shot (dataset, shots, seed) cell with any trainer",
         description="Run one few-shot cell like Dassl's train.py: config = defaults <- "
-        "--dataset-config-file <- --config-file <- flags <- trailing KEY VALUE overrides. Writes "
+        "--dataset-config <- --config <- flags <- trailing KEY VALUE overrides. Writes "
         "OUTPUT_DIR/log.txt (Dassl's log, ending with the '=> result' block) and, as its last "
-        "act, OUTPUT_DIR/result.json. Example: sarjepa train --root data --seed 0 --trainer "
-        "MIM_linear --dataset-config-file MSTAR_SOC --config-file MIM_linear/vit_b16 "
-        "--output-dir output/MSTAR_SOC/MIM_linear/sarjepa_10shots/seed0 DATASET.NUM_SHOTS 10 "
+        "act, OUTPUT_DIR/result.json. Example: sarjepa train --data data --seed 0 --trainer "
+        "MIM_linear --dataset-config MSTAR_SOC --config MIM_linear/vit_b16 "
+        "--out output/MSTAR_SOC/MIM_linear/sarjepa_10shots/seed0 DATASET.NUM_SHOTS 10 "
         "MODEL.INIT_WEIGHTS checkpoint-200.pth",
     )
-    p.add_argument("--root", default="", help="folder holding the datasets (DATASET.ROOT)")
+    flags.add(
+        p,
+        "--data",
+        "--root",
+        default="",
+        metavar="ROOT",
+        help="folder holding the datasets (DATASET.ROOT)",
+    )
     p.add_argument("--seed", type=int, default=None, help="run seed (SEED); 0 is a real seed")
     p.add_argument("--trainer", default="", help=Listed("TRAINER.NAME, one of: {trainers}"))
-    p.add_argument(
+    flags.add(
+        p,
+        "--dataset-config",
         "--dataset-config-file",
         default="",
         help=Listed("dataset YAML: a path or a bundled name ({dataset_configs})"),
     )
-    p.add_argument(
+    flags.add(
+        p,
+        "--config",
         "--config-file",
         default="",
         help=Listed("trainer YAML: a path or a bundled name ({trainer_configs})"),
     )
-    p.add_argument("--output-dir", default="", help="run folder (OUTPUT_DIR)")
+    flags.add(p, "--out", "--output-dir", default="", metavar="DIR", help="run folder (OUTPUT_DIR)")
     p.add_argument(
         "--strict-shots",
         action="store_true",
@@ -50,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from sarjepa.benchmark.core.errors import check_trailing_opts
 
     overrides: dict = {}
-    if args.root:
-        overrides["DATASET.ROOT"] = args.root
-    if args.output_dir:
-        overrides["OUTPUT_DIR"] = args.output_dir
+    if args.data:
+        overrides["DATASET.ROOT"] = args.data
+    if args.out:
+        overrides["OUTPUT_DIR"] = args.out
     if args.seed is not None:
         overrides["SEED"] = args.seed
     if args.trainer:
@@ -61,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.strict_shots:
         overrides["RUN.STRICT_SHOTS"] = True
     check_trailing_opts(args.opts)
-    cfg = load_cfg(args.config_file, args.dataset_config_file, args.opts, overrides)
+    cfg = load_cfg(args.config, args.dataset_config, args.opts, overrides)
     result = run_cell(cfg, checkpoint=checkpoint_from_cfg(cfg))  # checked once, here
     m = result["metrics"]
     print(

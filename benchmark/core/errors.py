@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class SarjepaError(Exception):
@@ -77,3 +79,14 @@ def check_trailing_opts(opts: list[str]) -> None:
     flags = [o for o in opts if o.startswith("--")]
     if flags:
         raise SarjepaError(f"option '{flags[0]}' must come before the KEY VALUE overrides")
+
+
+def not_a_file(what: str, path: str | os.PathLike[str]) -> SarjepaError:
+    """The error for a file argument that is not a file: a folder (naming the ``.pth`` files it
+    holds, if any) or nothing at all."""
+    p = Path(path)
+    if p.is_dir():
+        held = sorted((q.name for q in p.glob("*.pth")), key=lambda n: (len(n), n))
+        hint = f" (it holds {', '.join(held[-3:])}: name one)" if held else ""
+        return SarjepaError(f"{what} '{path}' is a folder, not a file{hint}")
+    return SarjepaError(f"{what} '{path}' does not exist")

@@ -21,7 +21,7 @@ def locate_dataset_dir(root: str, folder: str, must_contain: tuple[str, ...], la
         SarjepaError: neither exists, naming the expected layout.
     """
     if not root:
-        raise SarjepaError(f"DATASET.ROOT is not set (use --root); expected layout: {layout}")
+        raise SarjepaError(f"DATASET.ROOT is not set (use --data); expected layout: {layout}")
     if not os.path.isdir(root):
         raise SarjepaError(f"dataset root not found: '{root}' (expected layout: {layout})")
     if not folder:

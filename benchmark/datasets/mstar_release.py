@@ -10,7 +10,7 @@ The public release (AFRL / DARPA Sensor Data Management System) comes as CD fold
 with chips converted to JPEG by the MSTAR tools. A chip file keeps the raw chip's name plus a
 JPEG suffix (``HBnnnnn.ttt.jpeg``: image number, 3-digit target code); other JPEGs, such as the
 CDs' own browse images ``HBnnnnn.JPG`` beside the raw chips, are skipped and reported. Nothing
-here depends on the exact CD names: every chip under ``--src`` is described by its path alone:
+here depends on the exact CD names: every chip under ``--data`` is described by its path alone:
 
 - depression: the first folder named ``<n>_DEG`` (any case);
 - class: the deepest folder whose name is a known class spelling (``BTR_60`` and ``BTR60`` are
@@ -27,7 +27,7 @@ name (the file name without its JPEG suffix) counts once per (split, class): a
 second copy in another folder is skipped (first in sorted path order; reported). Outputs are hard
 links (copies when linking fails or with ``copy=True``) named ``<chip>.jpeg``, so the source is
 only read. Each layout gets a ``manifest.json``: protocol definition, counts per split and class,
-and per file its sha256 and source path relative to ``--src``.
+and per file its sha256 and source path relative to ``--data``.
 
 Standard counts (train / test, the usual literature definitions; printed beside what was found):
 SOC 2,747 / 2,425; EOC-1 1,195 / 1,151; EOC-2 (configuration) 996 / 2,710; EOC-2 (version)

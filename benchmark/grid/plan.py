@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sarjepa.benchmark.core.errors import SarjepaError
+from sarjepa.benchmark.core.errors import SarjepaError, not_a_file
 from sarjepa.benchmark.core.io import atomic_write_json
 from sarjepa.pretrain.checkpoint_ref import CheckpointRef
 
@@ -23,6 +23,19 @@ DEFAULT_PROTOCOLS = ("finetune", "linear")  # the paper's grid; knn / logreg on 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_SHOTS = (10, 20, 40)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+#: Config keys every cell sets from the grid itself (see :func:`cell_opts`); an override of one
+#: would make a cell compute something other than its folder name says, so it is refused.
+#: ``RUN.CACHE_DIR`` may be overridden (several run folders sharing one exact cache).
+GRID_KEYS = (
+    "TRAINER.NAME", "DATASET.ROOT", "DATASET.NUM_SHOTS", "SEED", "OUTPUT_DIR", "RUN.METHOD",
+    "MODEL.INIT_WEIGHTS",
+)  # fmt: skip
+#: What sets each of :data:`GRID_KEYS` instead, for the refusal's message.
+_GRID_KEY_FLAG = {
+    "TRAINER.NAME": "--protocols", "DATASET.ROOT": "--data", "DATASET.NUM_SHOTS": "--shots",
+    "SEED": "--seeds", "OUTPUT_DIR": "--out", "RUN.METHOD": "--methods",
+    "MODEL.INIT_WEIGHTS": "--methods NAME=WEIGHTS",
+}  # fmt: skip
 
 
 @dataclass
@@ -149,15 +162,79 @@ def validate(spec: GridSpec) -> list[Cell]:
     return plan_grid(spec).cells
 
 
-def plan_grid(spec: GridSpec) -> Plan:
-    """Check the whole grid before any cell starts (checkpoints included); see :class:`Plan`."""
+def method_groups(methods: Iterable[str]) -> list[str]:
+    """Method names as the tables group them (``name@1``, ``name@2`` -> ``name``), in order."""
+    return list(dict.fromkeys(m.partition("@")[0] for m in methods))
+
+
+def check_references(spec: GridSpec, references: Iterable[str]) -> None:
+    """Refuse a ``--reference`` that names no method of the grid (before any cell runs)."""
+    from sarjepa.benchmark.core.errors import unknown
+
+    known = method_groups(spec.methods)
+    for ref in references:
+        if ref not in known and ref not in spec.methods:
+            raise unknown("--reference method", ref, known)
+
+
+def check_overrides(spec: GridSpec) -> None:
+    """Refuse overrides of the keys the grid sets per cell (:data:`GRID_KEYS`)."""
+    lists = [("", spec.overrides)] + [
+        (f" (protocol {p})", opts) for p, opts in sorted(spec.protocol_overrides.items())
+    ]
+    for where, opts in lists:
+        if len(opts) % 2:
+            raise SarjepaError(f"config overrides{where} must be KEY VALUE pairs: {list(opts)}")
+        for key in opts[::2]:
+            if str(key) in GRID_KEYS:
+                raise SarjepaError(
+                    f"config override {key}{where}: the grid sets it for every cell; "
+                    f"use {_GRID_KEY_FLAG[str(key)]}"
+                )
+
+
+def check_dataset_folder(root: str, dataset: str) -> None:
+    """Check that ``root`` holds ``dataset``'s split folders (no file is listed).
+
+    Raises:
+        SarjepaError: the folder or one of its split folders is missing, naming the layout.
+    """
+    import os
+
+    from sarjepa.benchmark.datasets import DATASET_REGISTRY
+    from sarjepa.benchmark.datasets.fixed import FixedLabelDataset, locate_dataset_dir
+
+    cls = DATASET_REGISTRY.get(dataset)
+    if not (isinstance(cls, type) and issubclass(cls, FixedLabelDataset)):
+        return  # SARFolder: any layout under an existing root; checked when its cells list it
+    splits = (cls.trainval_split,) + ((cls.test_split,) if cls.test_split else ())
+    ddir = locate_dataset_dir(root, cls.folder, splits, cls.layout())
+    for split in splits:
+        if not os.path.isdir(os.path.join(ddir, split)):
+            raise SarjepaError(
+                f"dataset folder not found: '{os.path.join(ddir, split)}' "
+                f"(expected layout: {cls.layout()} under the dataset root)"
+            )
+
+
+def plan_grid(spec: GridSpec, references: Iterable[str] = ()) -> Plan:
+    """Check the whole grid before any cell starts; see :class:`Plan`.
+
+    Checked, each failing with one line: methods and their checkpoints (loaded once per file
+    and weights key, tensors memory-mapped), protocols, datasets and their folders under the
+    root, the trainer config for every protocol, the overrides (refused for keys the grid sets
+    itself; merged once per dataset x protocol, so a typo'd key or value stops here), and the
+    ``references`` of the paired comparisons.
+    """
     from sarjepa.benchmark.datasets import DATASET_REGISTRY
 
     if not spec.methods:
         raise SarjepaError("the grid has no methods (--methods NAME=WEIGHTS ...)")
+    check_references(spec, references)
+    check_overrides(spec)
     for name, weights in spec.methods.items():
         if weights.lower() != "none" and not Path(weights).is_file():
-            raise SarjepaError(f"weights of method '{name}' not found: {weights}")
+            raise SarjepaError(f"method '{name}': {not_a_file('checkpoint', weights)}")
     for proto in spec.protocols:
         if proto not in PROTOCOLS:
             from sarjepa.benchmark.core.errors import unknown
@@ -170,6 +247,8 @@ def plan_grid(spec: GridSpec) -> Plan:
         trainer_config_file(spec.trainer_config, PROTOCOLS[proto])
     if not Path(spec.root).is_dir():
         raise SarjepaError(f"dataset root not found: {spec.root}")
+    for d in datasets:
+        check_dataset_folder(spec.root, d)
     if any(k <= 0 for k in spec.shots):
         raise SarjepaError(f"shots must be positive, got {spec.shots}")
     cells = []
@@ -192,12 +271,12 @@ def _resolve_checkpoints(spec: GridSpec, cells: list[Cell]) -> dict[Cell, Checkp
     refs: dict[tuple[str, str], CheckpointRef] = {}
     out: dict[Cell, CheckpointRef | None] = {}
     for cell in cells:
+        where = (cell.dataset, cell.protocol)
+        if where not in keys:  # the config merged once per dataset x protocol: typos stop here
+            keys[where] = str(cell_config(spec, cell, Path("."), None).MODEL.WEIGHTS_KEY)
         if cell.weights.lower() == "none":
             out[cell] = None
             continue
-        where = (cell.dataset, cell.protocol)
-        if where not in keys:
-            keys[where] = str(cell_config(spec, cell, Path("."), None).MODEL.WEIGHTS_KEY)
         key = (cell.weights, keys[where])
         if key not in refs:
             try:
@@ -252,21 +331,61 @@ def cell_opts(spec: GridSpec, cell: Cell, run_dir: Path, device: str | None) -> 
     return opts + list(spec.overrides) + list(spec.protocol_overrides.get(cell.protocol, []))
 
 
-def prepare_run_dir(spec: GridSpec, run_dir: Path, force: bool) -> None:
-    """Create RUN_DIR and write grid.json; refuse a folder that holds a different grid."""
+def estimate_seconds(run_dir: Path, cells: Iterable[Cell], todo: Iterable[Cell]) -> float | None:
+    """Expected wall time of the ``todo`` cells from the finished ``cells`` of ``run_dir``.
+
+    Each protocol's cells are priced at the mean ``wall_time_s`` of its finished cells (by shots
+    where that shots value has finished cells). None when a protocol to run has no finished cell
+    yet: the grid has nothing measured to go on.
+    """
+    times: dict[tuple[str, int | None], list[float]] = {}
+    for cell in cells:
+        if cell_state(run_dir, cell) != "done":
+            continue
+        try:
+            data = json.loads((run_dir / cell.rel_dir() / "result.json").read_text())
+            wall = float(data["provenance"]["wall_time_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        times.setdefault((cell.protocol, cell.shots), []).append(wall)
+        times.setdefault((cell.protocol, None), []).append(wall)
+    total = 0.0
+    for cell in todo:
+        walls = times.get((cell.protocol, cell.shots)) or times.get((cell.protocol, None))
+        if not walls:
+            return None
+        total += sum(walls) / len(walls)
+    return total
+
+
+def prepare_run_dir(spec: GridSpec, run_dir: Path, force: bool) -> bool:
+    """Create RUN_DIR and write grid.json; refuse a folder that holds a different grid.
+
+    A folder whose grid differs but holds no finished cell (every cell it ran failed, e.g. on a
+    typo since fixed) takes the new grid without ``force``.
+
+    Returns:
+        True when grid.json was replaced by a different grid: the failed cells of the old one
+        must run again.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     grid_json = run_dir / "grid.json"
+    replaced = False
     if grid_json.is_file():
         try:
             old = json.loads(grid_json.read_text())
         except ValueError:
             old = None
-        if old is not None and old.get("identity") != spec.identity() and not force:
-            raise SarjepaError(
-                f"{run_dir} holds a different grid (methods, root, trainer config or overrides "
-                "differ from its grid.json); use another --out or --force"
-            )
+        if old is not None and old.get("identity") != spec.identity():
+            if not force and any((run_dir / "output").rglob("result.json")):
+                raise SarjepaError(
+                    f"{run_dir} holds a different grid (methods, root, trainer config or "
+                    "overrides differ from its grid.json) with finished cells; use another "
+                    "--out or --force"
+                )
+            replaced = True
     elif (run_dir / "output").exists() and not force:
         raise SarjepaError(f"{run_dir} holds cells but no grid.json; use another --out or --force")
     data = {"format": "sarjepa-grid/1", "identity": spec.identity(), "spec": asdict(spec)}
     atomic_write_json(data, grid_json, indent=2)
+    return replaced

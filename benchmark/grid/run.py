@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.grid.cells import run_cell
 from sarjepa.benchmark.grid.executors import run_pool, run_submitit
-from sarjepa.benchmark.grid.plan import Cell, GridSpec, cell_state, plan_grid, prepare_run_dir
+from sarjepa.benchmark.grid.plan import (
+    Cell,
+    GridSpec,
+    cell_state,
+    estimate_seconds,
+    plan_grid,
+    prepare_run_dir,
+)
 
 
 def run_grid(
@@ -23,33 +30,46 @@ def run_grid(
     fail_fast: bool = False,
     force: bool = False,
     slurm: dict | None = None,
-    log: Callable[[str], None] = print,
+    references: Sequence[str] = (),
+    dry_run: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """Run every unfinished cell of ``spec`` under ``run_dir``; returns counts per state.
+
+    Everything is checked before the first cell (:func:`~benchmark.grid.plan.plan_grid`), then
+    the cell count and an estimated time (from this folder's finished cells) are logged.
 
     Args:
         jobs: local worker processes (``executor="local"``); GPUs are assigned round-robin.
         executor: ``"local"``, ``"slurm"`` or ``"submitit-local"`` (submitit's local executor).
         device: forced ``RUN.DEVICE`` for every cell (``None``: the config's ``auto``).
         slurm: submitit parameters for ``executor="slurm"`` (partition, timeout_min, gpus, ...).
+        references: ``--reference`` methods of the tables, checked against the grid's methods.
+        dry_run: check and count, then stop before writing anything.
+        log: where progress lines go (default: printed above the progress bar).
     """
     from tqdm.auto import tqdm
 
+    log = log or tqdm.write
     run_dir = Path(run_dir)
-    plan = plan_grid(spec)
+    plan = plan_grid(spec, references)
     cells = plan.cells
     ckpts = {c: None if r is None else asdict(r) for c, r in plan.checkpoints.items()}
-    prepare_run_dir(spec, run_dir, force)
+    replaced = False if dry_run else prepare_run_dir(spec, run_dir, force)
+    retry = retry_failed or replaced  # failed cells of the grid this folder held before
     states = {c: cell_state(run_dir, c) for c in cells}
-    todo = [c for c in cells if states[c] == "todo" or (retry_failed and states[c] == "failed")]
+    todo = [c for c in cells if states[c] == "todo" or (retry and states[c] == "failed")]
     counts = {
         "cells": len(cells),
         "skipped_done": sum(s == "done" for s in states.values()),
-        "skipped_failed": 0 if retry_failed else sum(s == "failed" for s in states.values()),
+        "skipped_failed": 0 if retry else sum(s == "failed" for s in states.values()),
         "done": 0,
         "failed": 0,
         "running": 0,
     }
+    if replaced:
+        log(f"grid: {run_dir / 'grid.json'} updated; the cells that failed before run again")
+    seconds = estimate_seconds(run_dir, cells, todo) if todo else 0.0
     log(
         f"grid: {len(cells)} cells, {counts['skipped_done']} already finished, "
         f"{len(todo)} to run"
@@ -58,7 +78,15 @@ def run_grid(
             if counts["skipped_failed"]
             else ""
         )
+        + "; estimated time "
+        + (
+            _duration(seconds / max(1, jobs if executor == "local" else 1))
+            if seconds is not None
+            else "unknown (no finished cell of every protocol in this folder yet)"
+        )
     )
+    if dry_run:
+        return counts
     spec_dict = asdict(spec)
     bar = tqdm(total=len(todo), desc="grid", unit="cell", dynamic_ncols=True)
 
@@ -96,6 +124,15 @@ def run_grid(
     finally:
         bar.close()
     return counts
+
+
+def _duration(seconds: float) -> str:
+    """``"2 h 05 min"``, ``"7 min"`` or ``"40 s"``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds)} s"
 
 
 def _skipped_elsewhere(cell: Cell, res: dict, counts: dict, log: Callable[[str], None]) -> bool:
