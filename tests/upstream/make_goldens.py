@@ -71,6 +71,18 @@ LOMAR_LOSS = {
     "draw_seed": 9,
     "batches": [1, 4],
 }
+#: Our ``ijepa_tiny`` config (1 x 112 x 112, patch 16, encoder width 64 depth 2, predictor width
+#: 32 depth 1); every parameter of encoder, predictor and target encoder drawn from
+#: ``param_seed``; images uniform from ``image_seed``; the masks of our first batch with a
+#: generator of ``draw_seed`` (fed to upstream as its collator's output).
+IJEPA_LOSS = {
+    "config": "ijepa_tiny",
+    "param_seed": 6,
+    "param_std": 0.1,
+    "image_seed": 4,
+    "draw_seed": 12,
+    "batch": 2,
+}
 #: Two 1 x 224 x 224 images (FG-MAE's HOG layer hard-codes a 14-patch grid): uniform noise, and
 #: speckle (mean of 4 unit exponentials, / 3, clipped to 1), from ``image_seed``; ``patches``
 #: patch indices per image drawn from ``patch_seed`` are stored (36 values each).
@@ -109,8 +121,8 @@ def mae_loss_inputs(spec: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return imgs, pred, mask
 
 
-def lomar_method(spec: dict):
-    """Our ``lomar`` method of ``spec["config"]`` in eval mode, every parameter seeded."""
+def seeded_method(spec: dict):
+    """Our method of ``spec["config"]`` in eval mode, every parameter and buffer seeded."""
     from sarjepa.pretrain.config import load_config
     from sarjepa.pretrain.methods import build_method
 
@@ -122,7 +134,7 @@ def lomar_method(spec: dict):
     return method
 
 
-def lomar_images(spec: dict, batch: int, size: int) -> torch.Tensor:
+def seeded_images(spec: dict, batch: int, size: int) -> torch.Tensor:
     """(batch, 1, size, size) uniform images of ``spec["image_seed"]``."""
     g = torch.Generator().manual_seed(spec["image_seed"])
     return torch.rand(batch, 1, size, size, generator=g)
@@ -241,6 +253,74 @@ def ijepa_goldens(root: Path) -> dict:
     return {
         "ijepa_mask_collator": {"spec": s, "calls": calls},
         "ijepa_schedules": {"spec": c, "lr": lrs, "wd": wds},
+        "ijepa_loss": ijepa_loss_golden(),
+    }
+
+
+def ijepa_loss_golden() -> dict:
+    """Upstream's train-step loss on our seeded weights, images and masks.
+
+    Its train step's forward is closures inside ``main()``, so they are composed here from its
+    importable parts the way that step does: target encoder, ``F.layer_norm`` over the feature
+    dim, ``apply_masks``, ``repeat_interleave_batch``; encoder on the context masks, predictor;
+    ``F.smooth_l1_loss``.
+    """
+    import src.models.vision_transformer as vit
+    import torch.nn.functional as F
+    from sarjepa.pretrain.models.attention import set_attention
+    from src.masks.utils import apply_masks
+    from src.utils.tensors import repeat_interleave_batch
+
+    spec = IJEPA_LOSS
+    ours = seeded_method(spec)
+    enc, pred = ours.encoder, ours.predictor
+    size = enc.grid_size[0] * enc.patch_size
+    entries = ours.checkpoint_entries(None, 0, {})
+    strip = lambda sd: {k.removeprefix("module."): v for k, v in sd.items()}  # noqa: E731
+    kwargs = dict(
+        img_size=[size], patch_size=enc.patch_size, in_chans=1, embed_dim=enc.embed_dim,
+        depth=len(enc.blocks), num_heads=enc.blocks[0].attn.num_heads, mlp_ratio=4,
+        qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+    )  # fmt: skip
+    encoder, target_encoder = vit.VisionTransformer(**kwargs), vit.VisionTransformer(**kwargs)
+    predictor = vit.vit_predictor(
+        num_patches=enc.grid_size[0] * enc.grid_size[1], embed_dim=enc.embed_dim,
+        predictor_embed_dim=pred.predictor_embed.out_features, depth=len(pred.predictor_blocks),
+        num_heads=pred.predictor_blocks[0].attn.num_heads,
+    )  # fmt: skip
+    for module, key in (
+        (encoder, "encoder"),
+        (target_encoder, "target_encoder"),
+        (predictor, "predictor"),
+    ):
+        module.load_state_dict(strip(entries[key]), strict=True)
+        module.eval()
+    b = spec["batch"]
+    images = seeded_images(spec, b, size)
+    masks = ours.draw_masks(
+        b, tuple(enc.grid_size), torch.Generator().manual_seed(spec["draw_seed"])
+    )
+    masks_enc, masks_pred = masks.context, masks.targets
+    with torch.no_grad():
+        h = target_encoder(images)
+        h = F.layer_norm(h, (h.size(-1),))
+        h = repeat_interleave_batch(apply_masks(h, masks_pred), b, repeat=len(masks_enc))
+        z = predictor(encoder(images, masks_enc), masks_enc, masks_pred)
+        loss = float(F.smooth_l1_loss(z, h))
+        gen = torch.Generator
+        sdpa, _ = seeded_method(spec)(images, generator=gen().manual_seed(spec["draw_seed"]))
+        math_attn = set_attention(seeded_method(spec), "math")
+        own, _ = math_attn(images, generator=gen().manual_seed(spec["draw_seed"]))
+    return {
+        "spec": spec,
+        "loss": loss,
+        "ours_math_attention_bitwise_equal_when_written": float(own) == loss,
+        "ours_sdpa_abs_diff_when_written": abs(float(sdpa) - loss),
+        "context": [m.tolist() for m in masks_enc],
+        "targets": [m.tolist() for m in masks_pred],
+        "note": "facebookresearch/ijepa VisionTransformer(in_chans=1) x 2 and vit_predictor "
+        "loaded strict with our ijepa checkpoint entries; its train step's loss (closures in "
+        "main(), composed from its modules and functions) on the masks listed",
     }
 
 
@@ -258,7 +338,7 @@ def lomar_goldens(root: Path) -> dict:
         sys.modules["easydict"] = shim
     models_lomar = _import_from(root, "models_lomar")
     spec = LOMAR_LOSS
-    ours = lomar_method(spec)
+    ours = seeded_method(spec)
     enc = ours.encoder
     size = enc.grid_size[0] * enc.patch_size
     model = models_lomar.MaskedAutoencoderViT(
@@ -278,7 +358,7 @@ def lomar_goldens(root: Path) -> dict:
     model.patchify = patchify
     runs = []
     for batch in spec["batches"]:
-        imgs = lomar_images(spec, batch, size)
+        imgs = seeded_images(spec, batch, size)
         torch.manual_seed(spec["draw_seed"])
         with torch.no_grad():
             loss, _, mask = model(
