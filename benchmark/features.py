@@ -14,10 +14,11 @@ used, the architecture with its pooling, the preprocessing (``preprocessing_dict
 mode (fp32 / bf16) and :data:`FEATURE_CODE_VERSION` with the package version. Inside a store each
 image is identified by its resolved path *and* its size and modification time, so an edited or
 replaced file is re-extracted; the stamps of the requested files form the dataset file-list
-fingerprint. Random-init backbones are never cached. Stores are replaced atomically (temporary file
-+ rename); two processes updating one store concurrently may lose each other's additions (they are
-recomputed later), never corrupt it. A store that cannot be read (damaged on disk, arrays that do
-not fit together) is reported with a warning and rebuilt from the images.
+fingerprint. A random-init backbone (seeded per cell) is keyed by the SHA-256 of its weights instead
+of a file's, so the cells of one seed share its features. Stores are replaced atomically (temporary
+file + rename); two processes updating one store concurrently may lose each other's additions (they
+are recomputed later), never corrupt it. A store that cannot be read (damaged on disk, arrays that
+do not fit together) is reported with a warning and rebuilt from the images.
 """
 
 from __future__ import annotations
@@ -313,8 +314,30 @@ def cached_extract(
     return out
 
 
+def state_sha256(module: nn.Module) -> str:
+    """Hex sha256 of ``module``'s state dict: names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def feature_spec(weights: Any, preprocessing: dict[str, Any], amp: str) -> dict[str, Any] | None:
-    """Cache-key ingredients for a :class:`~pretrain.weights.LoadedEncoder` (None: don't cache)."""
+    """Cache-key ingredients for a :class:`~pretrain.weights.LoadedEncoder` (None: don't cache).
+
+    A checkpoint is keyed by its file's sha256; a random init (``format`` "random", seeded per
+    cell) by the sha256 of its weights, so the cells of one seed share its features instead of
+    extracting them again (a demo grid has 4 such cells per seed).
+    """
+    if getattr(weights, "format", "") == "random" and getattr(weights, "encoder", None) is not None:
+        return {
+            "random_init_sha256": state_sha256(weights.encoder),
+            "arch": weights.encoder.arch_dict(),
+            "preprocessing": preprocessing,
+            "amp": amp,
+        }
     if not getattr(weights, "sha256", ""):
         return None
     return {

@@ -214,3 +214,26 @@ def test_a_checkpoint_is_read_once_per_process_until_the_file_changes(tmp_path, 
     assert len(reads) == 2
     _same_weights(fourth.encoder, tiny_vit(seed=2))
     assert not torch.equal(fourth.encoder.cls_token, third.encoder.cls_token)
+
+
+def test_random_init_features_are_keyed_by_the_weights():
+    """A random init is cached under the sha256 of its weights: the same seed gives the same
+    key (the cells of one seed share features), another seed or one changed weight another."""
+    from sarjepa.benchmark.features import FeatureStore, feature_spec
+    from sarjepa.pretrain.models import build_vit
+    from sarjepa.pretrain.weights import LoadedEncoder
+
+    def random_weights(seed: int) -> LoadedEncoder:
+        torch.manual_seed(seed)
+        model = build_vit("vit_tiny_patch16", img_size=32, embed_dim=32, depth=1, num_heads=2)
+        return LoadedEncoder(encoder=model, arch=model.arch_dict(), format="random")
+
+    def key(w: LoadedEncoder) -> str:
+        return FeatureStore("unused", feature_spec(w, {"size": 32}, "off")).key
+
+    a, b, c = random_weights(0), random_weights(0), random_weights(1)
+    assert key(a) == key(b) != key(c)
+    with torch.no_grad():
+        next(b.encoder.parameters()).view(-1)[0] += 1e-6
+    assert key(a) != key(b)
+    assert feature_spec(LoadedEncoder(encoder=None, arch={}, format="random"), {}, "off") is None

@@ -124,7 +124,7 @@ def test_measure_grid_end_to_end(synth_tiny, tmp_path, one_thread):
     assert all(not r.ours.error for r in rows), [r.ours.error for r in rows]
     whats = [r.what for r in rows]
     # each stage's rows are reported as soon as measured; the projection only at the end
-    assert stages == [whats[:2], whats[:4]] and len(whats) == 5
+    assert stages == [whats[:2], whats[:4], whats[:6], whats[:8]] and len(whats) == 9
     assert whats[-1].startswith("grid projection")
     by = _by_what(rows)
     one = by["grid linear MSTAR_SOC 1 cell"].extra
@@ -132,6 +132,14 @@ def test_measure_grid_end_to_end(synth_tiny, tmp_path, one_thread):
     assert one["cells"] == 1 and grid["cells"] == 4
     assert grid["ratio_to_one_cell"] == pytest.approx(grid["wall_s"] / one["wall_s"])
     assert grid["cells_per_hour"] == pytest.approx(4 / grid["wall_s"] * 3600)
+    for protocol in ("logreg", "knn"):
+        p1 = by[f"grid {protocol} MSTAR_SOC 1 cell"].extra
+        pn = by[f"grid {protocol} MSTAR_SOC 2 shots x 2 seeds"].extra
+        assert p1["cells"] == 1 and pn["cells"] == 4
+        assert pn["ratio_to_one_cell"] == pytest.approx(pn["wall_s"] / p1["wall_s"])
+        assert pn["marginal_cell_s"] == pytest.approx((pn["wall_s"] - p1["wall_s"]) / 3)
+        done = sorted((work / f"{protocol}_grid").glob("output/**/result.json"))
+        assert len(done) == 4
     for k in (10, 40):
         ft = by[f"grid finetune MSTAR_SOC {k}-shot cell"].extra
         assert ft["cells_per_hour"] == pytest.approx(3600 / ft["seconds_per_cell"])
@@ -185,8 +193,8 @@ def test_temporary_work_folder_is_removed(synth_tiny, tmp_path, monkeypatch, one
 def test_a_failing_stage_keeps_the_rows_measured_before_it(
     synth_tiny, tmp_path, monkeypatch, one_thread
 ):
-    """A device run cut or broken during the fine-tune cells still records its linear grids, in
-    the bench JSON while it runs and in the rows returned, followed by the error."""
+    """A device run cut or broken during the fine-tune cells still records its linear and probe
+    grids, in the bench JSON while it runs and in the rows returned, followed by the error."""
     from sarjepa.benchmark.speed import grid_bench, run
 
     real = grid_bench.timed_grid
@@ -201,8 +209,13 @@ def test_a_failing_stage_keeps_the_rows_measured_before_it(
     seen = []
     rows = run.run_all(["grid"], s, lambda so_far: seen.append([r.what for r in so_far]))
     linear = ["grid linear MSTAR_SOC 1 cell", "grid linear MSTAR_SOC 1 shots x 2 seeds"]
+    probes = [
+        f"grid {p} MSTAR_SOC {n}"
+        for p in ("logreg", "knn")
+        for n in ("1 cell", "1 shots x 2 seeds")
+    ]
     assert seen[0] == linear
-    assert [r.what for r in rows] == seen[-1] == [*linear, "grid"]
+    assert [r.what for r in rows] == seen[-1] == [*linear, *probes, "grid"]
     assert "CUDA out of memory (simulated)" in rows[-1].ours.error
     assert not rows[0].ours.error and rows[1].extra["cells"] == 2
 

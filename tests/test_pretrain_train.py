@@ -248,3 +248,31 @@ def test_a_partial_accumulation_group_at_the_epoch_end_is_dropped():
     assert torch.equal(out[0], out[1])
     short = EpochPlan(0, 1, 4, 4, 0.1, 0.0, 1, 0.0)
     assert (short.used_iters, short.steps_per_epoch) == (1, 1)
+
+
+@pytest.mark.parametrize("config", ["sarjepa_tiny", "mae_tiny"])
+def test_cpu_optimizer_takes_the_foreach_path_bitwise_equal_to_single_tensor(config):
+    """build_optimizer asks for AdamW's for-each path on a CPU (fewer dispatches); three steps
+    of a method give bitwise the parameters of torch's single-tensor default."""
+    from sarjepa.pretrain.methods import build_method
+    from sarjepa.pretrain.train import build_optimizer
+
+    cfg = tiny_cfg(config)
+    images = torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    params = []
+    for foreach in (True, False):
+        torch.manual_seed(0)
+        method = build_method(cfg)
+        opt = build_optimizer(method, cfg, 1e-3, torch.device("cpu"))
+        assert all(g["foreach"] is True for g in opt.param_groups)
+        for g in opt.param_groups:
+            g["foreach"] = foreach
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            loss, _ = method(images, gen)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        params.append([p.detach().clone() for p in method.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*params))
+    assert not all(torch.equal(a, b) for a, b in zip(params[0], build_method(cfg).parameters()))

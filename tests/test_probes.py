@@ -234,3 +234,22 @@ def test_logreg_cross_validates_on_the_shots_when_val_is_test(tmp_path: Path) ->
     c, tried = choose_c_cv((x, y), folds, [0.01, 1.0], 1, 200)
     assert c in dict(tried) and max(a for _, a in tried) == dict(tried)[c]
     assert cv_folds(np.array([0, 1, 1])) == []  # a class with one shot: no cross-validation
+
+
+def test_logreg_on_one_blas_thread_is_bitwise_the_default():
+    """The probes fit with BLAS on one thread (speed on small shared boxes); the C search and the
+    fitted model are bitwise those of the library's default thread count."""
+    from sarjepa.benchmark.trainers.probes import _fit, choose_c, one_blas_thread
+
+    rng = np.random.default_rng(0)
+    x, vx = rng.normal(size=(100, 96)), rng.normal(size=(60, 96))
+    y, vy = np.repeat(np.arange(10), 10), np.repeat(np.arange(10), 6)
+    x[np.arange(100), y] += 2.0  # learnable
+    vx[np.arange(60), vy] += 2.0
+    grid = [0.01, 0.1, 1.0, 10.0]
+    default = choose_c((x, y), (vx, vy), grid, 2, 200), _fit(x, y, 1.0, 200)
+    with one_blas_thread():
+        single = choose_c((x, y), (vx, vy), grid, 2, 200), _fit(x, y, 1.0, 200)
+    assert default[0] == single[0]
+    assert np.array_equal(default[1].coef_, single[1].coef_)
+    assert np.array_equal(default[1].predict_proba(vx), single[1].predict_proba(vx))

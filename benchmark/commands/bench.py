@@ -13,8 +13,9 @@ import os
 
 from sarjepa.benchmark.core.errors import SarjepaError
 
-CHOICES = ("finetune", "eval", "pretrain", "gf", "methods", "attention", "grid")
-DEFAULT_CHOICES = tuple(c for c in CHOICES if c != "grid")  # grids take minutes: on request
+CHOICES = ("finetune", "eval", "pretrain", "gf", "methods", "attention", "grid", "demo")
+# on request: grids take minutes; demo times the demo's CPU pretraining step (demo.yaml's model)
+DEFAULT_CHOICES = tuple(c for c in CHOICES if c not in ("grid", "demo"))
 ARCHES = ("tiny", "small", "base", "large")
 # (CUDA, CPU) defaults: the paper's batch sizes on a GPU, small ones a 2-core CPU gets through.
 DEFAULTS = {
@@ -45,7 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--warmup", type=int, help="untimed steps first (CUDA 5, CPU 1)")
     p.add_argument(
         "--only", nargs="+", choices=CHOICES, metavar="WHAT",
-        help=f"measurements to run, of: {' '.join(CHOICES)} (all but grid)",
+        help=f"measurements to run, of: {' '.join(CHOICES)} (all but grid and demo; demo: the "
+        "demo's pretraining step per method and phase, on its pool with --grid-data)",
     )  # fmt: skip
     p.add_argument("--json", metavar="OUT.json", help="write all numbers here")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")

@@ -11,6 +11,9 @@ dataset (``--grid-dataset``) it measures:
 1. the linear-probe grid of 1 cell (smallest shots, first seed) and of all shots x seeds (the
    paper's 3 x 5 = 15 cells), each in a fresh run folder (cold feature cache) with this
    process's decode cache emptied first, and their ratio (issue target: <= 1.5x);
+   Then the same two grids with the ``logreg`` and ``knn`` probes (fresh run folders too, so
+   a cold feature cache; this process's decoded chips kept); the grid's marginal seconds per
+   cell, (grid - 1 cell) / (cells - 1), is a cell on cached features in a warm process;
 2. fine-tune cells at ``--grid-finetune-shots`` (seed 0, one grid): seconds per cell from each
    cell's ``result.json`` (``wall_time_s``);
 3. with ``--grid-jobs N`` (N >= 2): N seeds per fine-tune shot run by N worker processes at once
@@ -290,6 +293,13 @@ def _measure(
     common = _common_extra(s, o)
     rows = linear_rows(o, times, common)
     partial(rows)
+    # the cheap probes (fresh run folders: cold feature cache; decoded chips kept)
+    for protocol in PROBES:
+        one, grid = spec(protocol, o.shots[:1], o.seeds[:1]), spec(protocol, o.shots, o.seeds)
+        p1, _ = timed_grid(one, work / f"{protocol}_1", dev, clear=False)
+        pn, pres = timed_grid(grid, work / f"{protocol}_grid", dev, clear=False)
+        rows += probe_rows(o, protocol, p1, pn, len(pres))
+        partial(rows)
     # fine-tune cells right after the linear grid, with its decoded chips (as in one grid)
     _, ft = timed_grid(
         spec("finetune", o.finetune_shots, o.seeds[:1]), work / "finetune", dev, clear=False
@@ -335,6 +345,32 @@ def linear_rows(o: GridBenchOptions, t: GridTimes, common: dict) -> list[Result]
             f"{TARGET_RATIO}x); {per_h:,.0f} cells/h",
             extra={"wall_s": t.grid_s, "cells": t.grid_cells, "ratio_to_one_cell": ratio,
                    "target_ratio": TARGET_RATIO, "cells_per_hour": per_h},
+        ),
+    ]  # fmt: skip
+
+
+PROBES = ("logreg", "knn")  # feature-probe protocols timed after the linear grids
+
+
+def probe_rows(
+    o: GridBenchOptions, protocol: str, one_cell_s: float, grid_s: float, cells: int
+) -> list[Result]:
+    """The 1-cell and the shots x seeds grid rows of a feature probe."""
+    d = o.dataset
+    ratio = grid_s / one_cell_s
+    marginal = (grid_s - one_cell_s) / max(cells - 1, 1)
+    return [
+        Result(
+            f"grid {protocol} {d} 1 cell", 0, Timing(), note=f"{one_cell_s:.2f} s",
+            extra={"wall_s": one_cell_s, "cells": 1, "protocol": protocol},
+        ),
+        Result(
+            f"grid {protocol} {d} {len(o.shots)} shots x {len(o.seeds)} seeds", 0, Timing(),
+            note=f"{cells} cells {grid_s:.2f} s = {ratio:.2f}x one cell (target <= "
+            f"{TARGET_RATIO}x); {marginal:.2f} s per further cell",
+            extra={"wall_s": grid_s, "cells": cells, "ratio_to_one_cell": ratio,
+                   "target_ratio": TARGET_RATIO, "protocol": protocol,
+                   "marginal_cell_s": marginal},
         ),
     ]  # fmt: skip
 

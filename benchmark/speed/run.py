@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sarjepa.benchmark.speed.attention import measure_attention
+from sarjepa.benchmark.speed.demo_bench import measure_demo
 from sarjepa.benchmark.speed.measure import (
     clear_caches,
     measure_eval,
@@ -36,6 +37,7 @@ MEASURES: dict[str, Callable[[Settings], list[Result]]] = {
     "methods": measure_methods,
     "attention": measure_attention,
     "grid": measure_grid,
+    "demo": measure_demo,
 }
 STAGED: dict[str, Callable[[Settings, Callable[[list[Result]], None]], list[Result]]] = {
     "attention": measure_attention,

@@ -5,12 +5,12 @@ std 0.01; bias zero). The backbone is frozen and runs in eval mode; only the lin
 optimised, while the BatchNorm running statistics update in training mode and are used at test
 time. Optimiser and schedule as in ``OPTIM.*``.
 
-With ``TRAINER.LINEAR.CACHE_FEATURES True`` (default) the backbone runs once per image: features
-of the training and test items come from :mod:`benchmark.features` (disk cache under
-``RUN.CACHE_DIR`` unless ``TRAINER.LINEAR.DISK_CACHE False``, and never for a random-init
-backbone), and the head trains on them through the same ``DataLoader`` / sampler / batch size as
-the image path, so the random stream, batch order, and hence the result are those of running the
-frozen backbone on the images every epoch (``CACHE_FEATURES False``, kept as the reference path).
+With ``TRAINER.LINEAR.CACHE_FEATURES True`` (default) the backbone runs once per image: features of
+the training and test items come from :mod:`benchmark.features` (disk cache under ``RUN.CACHE_DIR``
+unless ``TRAINER.LINEAR.DISK_CACHE False``; a random-init backbone is keyed by its weights' hash),
+and the head trains on them through the same ``DataLoader`` / sampler / batch size as the image
+path, so the random stream, batch order, and hence the result are those of running the frozen
+backbone on the images every epoch (``CACHE_FEATURES False``, kept as the reference path).
 A training pipeline with random augmentation (``INPUT.TRANSFORMS`` ``random_flip``) makes features
 differ per epoch, so then the image path is used.
 """

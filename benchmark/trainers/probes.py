@@ -30,6 +30,7 @@ val split, or with one shot per class and an overlapping val split, ``TRAINER.LO
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -101,6 +102,18 @@ def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 CV_FOLDS = 5  # folds of the cross-validation on the training shots (fewer for tiny classes)
+
+
+def one_blas_thread():
+    """A context in which BLAS (scipy's / numpy's OpenBLAS) runs on one thread.
+
+    The probes' arrays are small (K-shot x D, D x classes): a second BLAS thread buys nothing,
+    and its spin-waiting made an lbfgs fit ~8x slower on a busy 2-core box (250 vs 31 ms); the
+    fitted coefficients are bitwise the same (tests/test_probes.py).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _fit(x: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> Any:
@@ -186,9 +199,16 @@ def choose_c_cv(
     return _search(acc, grid, refine_steps), list(tried.items())
 
 
+@functools.lru_cache(maxsize=8)
+def _real_paths(paths: tuple[str, ...]) -> frozenset[str]:
+    """The resolved paths of ``paths``, kept per process: a grid's cells share one test set,
+    whose ~1,500 ``realpath`` calls cost ~0.1 s a cell."""
+    return frozenset(os.path.realpath(p) for p in paths)
+
+
 def overlaps_test(items: list, test: list) -> bool:
     """Whether any Datum of ``items`` is an image of ``test`` (same normalised file path)."""
-    keys = {os.path.realpath(d.impath) for d in test}
+    keys = _real_paths(tuple(d.impath for d in test))
     return any(os.path.realpath(d.impath) in keys for d in items)
 
 
@@ -274,6 +294,10 @@ class MIMLogreg(_FeatureProbe):
     """Logistic regression on standardised frozen features (``TRAINER.NAME MIM_logreg``)."""
 
     def fit(self) -> None:
+        with one_blas_thread():
+            self._fit_logreg()
+
+    def _fit_logreg(self) -> None:
         opts = self.cfg.TRAINER.LOGREG
         max_iter = int(opts.MAX_ITER)
         grid = [float(c) for c in opts.C_GRID]
@@ -310,7 +334,8 @@ class MIMLogreg(_FeatureProbe):
         mean, std = self.stats
         xs = (feats.double().numpy() - mean) / std
         proba = np.zeros((xs.shape[0], self.num_classes))
-        proba[:, self.clf.classes_] = self.clf.predict_proba(xs)
+        with one_blas_thread():
+            proba[:, self.clf.classes_] = self.clf.predict_proba(xs)
         return torch.from_numpy(proba)
 
     def provenance(self) -> dict[str, Any]:
