@@ -128,11 +128,15 @@ def test_verdict_marks_only_significant_leads() -> None:
         },
     ]
     text, out = verdict(rows, "sarjepa", 0.05)
-    assert [r["significant"] for r in out] == [True, False, False]
-    assert text.count("| yes |") == 1 and "| pix |" in text
+    # the verdict's family is sarjepa's 3 tests: p (0.01, 0.01, 0.2) -> Holm (0.03, 0.03, 0.2)
+    assert [r["p_holm_verdict"] for r in out] == pytest.approx([0.03, 0.03, 0.2])
+    assert [r["significant"] for r in out] == [True, False, False]  # the 2nd is behind
+    assert text.count("| yes |") == 1 and "| pix |" in text and "these 3 tests" in text
     assert "compare single checkpoints" in text
-    rows[0]["p_holm"] = 0.06  # raw p 0.01 < 0.05, but corrected it is not
+    rows[0]["p_value"] = 0.03  # raw p 0.03 < 0.05; Holm: 3 x 0.01, then max(0.03, 2 x 0.03) = 0.06
     assert [r["significant"] for r in verdict(rows, "sarjepa", 0.05)[1]] == [False, False, False]
+    rows[0]["p_value"], rows[3]["p_value"] = 0.01, 1e-9  # another method's test is no claim
+    assert verdict(rows, "sarjepa", 0.05)[1][0]["p_holm_verdict"] == pytest.approx(0.03)
 
 
 @pytest.mark.slow
