@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from sarjepa.benchmark.core.errors import SarjepaError
-from sarjepa.pretrain.masking.per_image_windows import LocalWindows
+from sarjepa.pretrain.masking.per_image_windows import LocalWindows, window_args
 
 #: How images meet the batch's windows: ``upstream`` (LoMaR's tiling) or ``distinct``.
 PAIRINGS = ("upstream", "distinct")
@@ -51,15 +51,7 @@ def shared_local_windows(
         :class:`LocalWindows` with origins (B, num_window, 2) (the same for every image),
         patch_index and mask (B, num_window, ws * ws).
     """
-    gh, gw = (int(v) for v in grid_hw)
-    ws, k, b = int(window_size), int(num_window), int(batch_size)
-    if b < 1 or ws < 1 or k < 1:
-        raise SarjepaError(
-            f"local windows need batch_size, window_size and num_window >= 1, "
-            f"got {batch_size}, {window_size}, {num_window}"
-        )
-    if ws > gh or ws > gw:
-        raise SarjepaError(f"window_size {ws} is larger than the patch grid {gh}x{gw}")
+    gh, gw, ws, k, b = window_args(grid_hw, window_size, num_window, batch_size)
     nh, nw = gh - ws + 1, gw - ws + 1
     if k > min(nh, nw):
         raise SarjepaError(

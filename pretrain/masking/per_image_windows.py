@@ -25,6 +25,26 @@ class LocalWindows(NamedTuple):
     mask: torch.Tensor
 
 
+def window_args(
+    grid_hw: tuple[int, int], window_size: int, num_window: int, batch_size: int
+) -> tuple[int, int, int, int, int]:
+    """The local-window arguments as ints ``(gh, gw, ws, k, b)``, checked.
+
+    Raises:
+        SarjepaError: a count below 1, or a window larger than the patch grid.
+    """
+    gh, gw = (int(v) for v in grid_hw)
+    ws, k, b = int(window_size), int(num_window), int(batch_size)
+    if b < 1 or ws < 1 or k < 1:
+        raise SarjepaError(
+            f"local windows need batch_size, window_size and num_window >= 1, "
+            f"got {batch_size}, {window_size}, {num_window}"
+        )
+    if ws > gh or ws > gw:
+        raise SarjepaError(f"window_size {ws} is larger than the patch grid {gh}x{gw}")
+    return gh, gw, ws, k, b
+
+
 def local_windows(
     batch_size: int,
     grid_hw: tuple[int, int] = (14, 14),
@@ -61,15 +81,7 @@ def local_windows(
         :class:`LocalWindows` with origins (B, num_window, 2), patch_index and mask
         (B, num_window, ws * ws).
     """
-    gh, gw = (int(v) for v in grid_hw)
-    ws, k, b = int(window_size), int(num_window), int(batch_size)
-    if b < 1 or ws < 1 or k < 1:
-        raise SarjepaError(
-            f"local windows need batch_size, window_size and num_window >= 1, "
-            f"got {batch_size}, {window_size}, {num_window}"
-        )
-    if ws > gh or ws > gw:
-        raise SarjepaError(f"window_size {ws} is larger than the patch grid {gh}x{gw}")
+    gh, gw, ws, k, b = window_args(grid_hw, window_size, num_window, batch_size)
     nh, nw = gh - ws + 1, gw - ws + 1
     if k > nh * nw:
         raise SarjepaError(
