@@ -75,6 +75,15 @@ $PY -m sarjepa grid --methods "${args[@]}" --datasets MSTAR_EOC1 --shots 10 20 4
   --root "$WORK/data" --trainer-config vit_tiny_cpu --out "$WORK/grid_eoc1" --jobs 1 --force \
   $REFS $BACKBONE
 
+# 3b. the linear probe (MIM_linear on frozen features) with the paper's optimiser settings
+#     (vit_b16's 40 epochs, 2 warm-up epochs) over the micro backbone
+for ds in MSTAR_SOC MSTAR_EOC1; do
+  # shellcheck disable=SC2086
+  $PY -m sarjepa grid --methods "${args[@]}" --datasets $ds --shots 10 20 40 \
+    --seeds ${SPLIT_SEEDS:-0 1 2} --protocols linear --data "$WORK/data" --config vit_tiny_cpu \
+    --out "$WORK/grid_linear_$ds" --jobs 2 $REFS $BACKBONE OPTIM.MAX_EPOCH 40 OPTIM.WARMUP_EPOCH 2
+done
+
 # 4. learning curve: every stage's checkpoint of pretraining seed 0, SOC 10-shot logreg
 args=()
 for m in $METHODS; do
