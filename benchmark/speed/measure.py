@@ -171,10 +171,34 @@ def sarjepa_cfg(arch: str, img_size: int):
     return load_config(RECIPE, opts)
 
 
+def _train_step(method, cfg, s: Settings, ours: bool, fwd=None):
+    """One timed pretraining step of ``method`` on a fixed random batch: forward (``fwd``, e.g. a
+    compiled ``method``), backward, AdamW (fused on CUDA for ours), and the method's
+    ``on_optimizer_step`` hook if it has one (e.g. I-JEPA's EMA of the target encoder)."""
+    from sarjepa.pretrain.train import param_groups
+
+    groups = param_groups(method, cfg.TRAIN.WEIGHT_DECAY, bool(cfg.TRAIN.DECAY_TOKENS))
+    fused = {"fused": True} if ours and s.device.type == "cuda" else {}
+    opt = torch.optim.AdamW(groups, lr=1e-4, betas=tuple(cfg.TRAIN.BETAS), **fused)
+    fwd = method if fwd is None else fwd
+    x = torch.rand(s.pretrain_batch, 1, s.img_size, s.img_size, device=s.device)
+    gen = torch.Generator().manual_seed(0)
+    after_step = getattr(method, "on_optimizer_step", None)
+
+    def step():
+        with autocast(s, ours):
+            loss, _ = fwd(x, gen)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step(0.5)
+
+    return step
+
+
 def _pretrain_setup(s: Settings, ours: bool, compiled: bool = False):
     def setup():
-        from sarjepa.pretrain.train import param_groups
-
         cfg = sarjepa_cfg(s.arch, s.img_size)
         method = copy.deepcopy(_cpu_method(s.arch, s.img_size)).to(s.device).train()
         if not ours:
@@ -182,21 +206,7 @@ def _pretrain_setup(s: Settings, ours: bool, compiled: bool = False):
             method.target = conv_gf_target
         else:
             with_attention(method, s, True, None)
-        groups = param_groups(method, cfg.TRAIN.WEIGHT_DECAY, bool(cfg.TRAIN.DECAY_TOKENS))
-        fused = {"fused": True} if ours and s.device.type == "cuda" else {}
-        opt = torch.optim.AdamW(groups, lr=1e-4, betas=tuple(cfg.TRAIN.BETAS), **fused)
-        fwd = torch.compile(method) if compiled else method
-        x = torch.rand(s.pretrain_batch, 1, s.img_size, s.img_size, device=s.device)
-        gen = torch.Generator().manual_seed(0)
-
-        def step():
-            with autocast(s, ours):
-                loss, _ = fwd(x, gen)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return step
+        return _train_step(method, cfg, s, ours, torch.compile(method) if compiled else None)
 
     return setup
 
@@ -286,27 +296,10 @@ def method_cfg(name: str, arch: str, img_size: int):
 def _method_setup(s: Settings, name: str):
     def setup():
         from sarjepa.pretrain.methods import build_method
-        from sarjepa.pretrain.train import param_groups
 
         cfg = method_cfg(name, s.arch, s.img_size)
         method = with_attention(build_method(cfg).to(s.device).train(), s, True, None)
-        groups = param_groups(method, cfg.TRAIN.WEIGHT_DECAY, bool(cfg.TRAIN.DECAY_TOKENS))
-        fused = {"fused": True} if s.device.type == "cuda" else {}
-        opt = torch.optim.AdamW(groups, lr=1e-4, betas=tuple(cfg.TRAIN.BETAS), **fused)
-        x = torch.rand(s.pretrain_batch, 1, s.img_size, s.img_size, device=s.device)
-        gen = torch.Generator().manual_seed(0)
-        after_step = getattr(method, "on_optimizer_step", None)
-
-        def step():
-            with autocast(s, True):
-                loss, _ = method(x, gen)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if after_step is not None:
-                after_step(0.5)  # e.g. I-JEPA's EMA update of the target encoder
-
-        return step
+        return _train_step(method, cfg, s, True)
 
     return setup
 
