@@ -33,7 +33,9 @@ MSTAR pool, e.g. fewer epochs for the larger pool at the same sample budget).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -137,6 +139,84 @@ def _mstar_stage(conf: dict, release: str | Path, data: Path, log) -> Path:
     return pool
 
 
+def _pretrain_one(
+    name: str,
+    cfg_name: str,
+    opts: list[str],
+    pool: str,
+    pre_out: str,
+    threads: int | None,
+    progress: bool | None,
+) -> dict:
+    """Pretrain one method (resuming); run in a worker process when methods run in parallel.
+
+    Args:
+        name: the method's label in the demo; cfg_name, opts: its pretraining config and
+            overrides; pool: the unlabeled chips; pre_out: its output folder.
+        threads: torch threads for this process (None: leave as is).
+        progress: the tqdm bar (None: on a TTY); False also sends the console lines to
+            ``pre_out/console.txt`` (a worker beside others).
+
+    Returns:
+        ``{"checkpoint", "loss", "seconds", "threads"}``.
+    """
+    import torch
+    from sarjepa.pretrain.checkpoints import find_latest
+    from sarjepa.pretrain.config import load_config
+    from sarjepa.pretrain.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    t1 = time.time()
+    cfg = load_config(cfg_name, opts)
+    cfg.DATA_DIR = pool
+    cfg.OUTPUT_DIR = pre_out
+    if progress is False:  # a worker beside others: its console lines go to a file of its own
+        Path(pre_out).mkdir(parents=True, exist_ok=True)
+        with open(Path(pre_out) / "console.txt", "a") as f, contextlib.redirect_stdout(f):
+            summary = train(cfg, resume="auto", progress=False)
+    else:
+        summary = train(cfg, resume="auto", progress=progress)
+    ckpt = find_latest(Path(pre_out))
+    if ckpt is None:
+        raise SarjepaError(f"pretraining {name} wrote no checkpoint in {pre_out}")
+    loss = summary.get("loss")
+    return {
+        "checkpoint": str(ckpt),
+        "loss": loss if isinstance(loss, float) else None,
+        "seconds": time.time() - t1,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _on_gpu(device: str | None) -> bool:
+    """Whether ``device`` (None = auto: CUDA when available) is a GPU."""
+    if device is None:
+        import torch
+
+        return torch.cuda.is_available()
+    return not str(device).startswith("cpu")
+
+
+def pretrain_parallelism(n_methods: int, jobs: int, device: str | None) -> tuple[int, int]:
+    """``(processes, threads per process)`` for the pretraining stage.
+
+    On a CPU with ``jobs > 1``, ``min(n_methods, jobs, cores)`` worker processes pretrain the
+    methods, each with ``max(1, cores // processes)`` threads, the methods taken in the
+    config's order as workers free up. Measured on the 2-core box
+    (``results/bench/cpu_2core.md``): a micro ViT's step gains 3-14% from a second thread, two
+    single-thread processes run at 73-83% of one process's rate each (1.56 cores' worth), three
+    on 2 cores at 43-47% each (1.34). With one job, or on a GPU (one device, methods one after
+    the other), ``(1, 0)``: this process, its threads. A run's numbers depend on its thread count
+    only, not on what runs beside it.
+    """
+    if jobs <= 1 or _on_gpu(device) or n_methods <= 1:
+        return 1, 0
+    cores = os.cpu_count() or 1
+    procs = max(1, min(n_methods, jobs, cores))
+    return (1, 0) if procs == 1 else (procs, max(1, cores // procs))
+
+
 def _pretrain_stage(
     conf: dict,
     pool: Path,
@@ -144,39 +224,59 @@ def _pretrain_stage(
     device: str | None,
     log,
     extra: dict | None = None,
+    jobs: int = 1,
 ) -> dict[str, str]:
     """Pretrain every method on ``pool`` (resuming), with ``extra`` overrides after the
-    config's; returns ``label -> checkpoint`` with ``random: none``."""
-    from sarjepa.pretrain.checkpoints import find_latest
-    from sarjepa.pretrain.config import load_config
-    from sarjepa.pretrain.train import train
-
-    weights: dict[str, str] = {"random": "none"}
+    config's, in parallel processes per :func:`pretrain_parallelism`; returns
+    ``label -> checkpoint`` with ``random: none``."""
+    specs = method_specs(conf)
     model = {f"MODEL.{k}": v for k, v in conf["model"].items()}
     common = _flat(model) + _flat(conf["pretrain"].get("overrides") or {})
-    for name, (cfg_name, own) in method_specs(conf).items():
-        t1 = time.time()
-        pre_out = out / "pretrain" / name
+    procs, threads = pretrain_parallelism(len(specs), jobs, device)
+    tasks = {}
+    for name, (cfg_name, own) in specs.items():
         opts = common + _flat(own) + _flat(extra or {}) + (["DEVICE", device] if device else [])
-        cfg = load_config(cfg_name, opts)
-        cfg.DATA_DIR = str(pool)
-        cfg.OUTPUT_DIR = str(pre_out)
+        tasks[name] = (name, cfg_name, opts, str(pool), str(out / "pretrain" / name))
+    if procs > 1:
         log(
-            f"[demo 2/3] pretraining {name} ({cfg.METHOD.NAME}, {cfg.TRAIN.EPOCHS} epochs) "
-            f"-> {pre_out}"
+            f"[demo 2/3] pretraining {', '.join(tasks)} in {procs} processes x "
+            f"{threads} thread{'s' if threads > 1 else ''} -> {out / 'pretrain'} "
+            "(each method's console lines in its console.txt there)"
         )
-        summary = train(cfg, resume="auto")
-        ckpt = find_latest(pre_out)
-        if ckpt is None:
-            raise SarjepaError(f"pretraining {name} wrote no checkpoint in {pre_out}")
-        weights[name] = str(ckpt)
-        loss = summary.get("loss")
+    done: dict[str, dict] = {}
+
+    def report(name: str, res: dict) -> None:
+        loss = res["loss"]
         log(
-            f"           {name}: {ckpt.name}"
-            + (f", final loss {loss:.4f}" if isinstance(loss, float) else "")
-            + f" ({time.time() - t1:.0f} s)"
+            f"           {name}: {Path(res['checkpoint']).name}"
+            + (f", final loss {loss:.4f}" if loss is not None else "")
+            + f" ({res['seconds']:.0f} s, {res['threads']} thread"
+            + ("s" if res["threads"] > 1 else "")
+            + ")"
         )
-    return weights
+        done[name] = res
+
+    if procs == 1:
+        for name, task in tasks.items():
+            log(f"[demo 2/3] pretraining {name} -> {task[-1]}")
+            report(name, _pretrain_one(*task, threads=None, progress=None))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as ex:
+            futures = {
+                ex.submit(_pretrain_one, *task, threads=threads, progress=False): name
+                for name, task in tasks.items()
+            }
+            try:
+                for fut in as_completed(futures):
+                    report(futures[fut], fut.result())
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    return {"random": "none", **{name: done[name]["checkpoint"] for name in tasks}}
 
 
 def _grid_spec(conf: dict, weights: dict[str, str], data: Path):
@@ -253,28 +353,32 @@ def run_demo(
     out: str | Path = "results/demo",
     device: str | None = None,
     config: str | Path | None = None,
-    jobs: int = 1,
+    jobs: int | None = None,
     log=print,
     preset: str = "cpu",
     mstar: str | Path | None = None,
 ) -> dict:
     """Run the demo end to end; returns :func:`benchmark.grid.write_outputs`' result plus
     ``verdict`` (rows of :func:`verdict`). ``mstar``: the public MSTAR release folder, to run
-    on real chips instead of synthetic ones (see the module docstring)."""
+    on real chips instead of synthetic ones (see the module docstring). ``jobs``: processes
+    for pretraining (:func:`pretrain_parallelism`) and grid cells; None = the core count on a
+    CPU, 1 on a GPU."""
     from sarjepa.benchmark.grid import run_grid, write_outputs
 
     conf = load_demo_config(config, preset)
+    if jobs is None:
+        jobs = 1 if _on_gpu(device) else (os.cpu_count() or 1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = out / "data"
     if mstar is None:
         _synth_stage(conf, data, log)
-        weights = _pretrain_stage(conf, data / "pretrain", out, device, log)
+        weights = _pretrain_stage(conf, data / "pretrain", out, device, log, jobs=jobs)
     else:
         pool = _mstar_stage(conf, mstar, data, log)
         extra = (conf.get("mstar") or {}).get("pretrain_overrides") or {}
-        weights = _pretrain_stage(conf, pool, out, device, log, extra)
+        weights = _pretrain_stage(conf, pool, out, device, log, extra, jobs=jobs)
     spec = _grid_spec(conf, weights, data)
     grid_dir = out / "grid"
     log(f"[demo 3/3] few-shot grid -> {grid_dir}")

@@ -210,3 +210,42 @@ def test_demo_on_a_fake_mstar_release_runs_end_to_end_and_resumes(
     again = capsys.readouterr().out
     assert "already built from the same" in again and "already finished" in again
     assert (out / "summary.csv").read_bytes() == first
+
+
+def test_pretrain_parallelism_rule(monkeypatch) -> None:
+    import sarjepa.benchmark.demo as demo
+
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
+    assert demo.pretrain_parallelism(3, 2, "cpu") == (2, 1)  # one process per core, 1 thread
+    assert demo.pretrain_parallelism(3, 3, "cpu") == (2, 1)  # never more processes than cores
+    assert demo.pretrain_parallelism(3, 1, "cpu") == (1, 0)  # --jobs 1: this process
+    assert demo.pretrain_parallelism(1, 2, "cpu") == (1, 0)
+    assert demo.pretrain_parallelism(3, 2, "cuda") == (1, 0)  # one GPU: one after the other
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 16)
+    assert demo.pretrain_parallelism(3, 16, "cpu") == (3, 5)
+    assert demo.pretrain_parallelism(3, 2, "cpu") == (2, 8)
+
+
+@pytest.mark.slow
+def test_parallel_pretraining_equals_one_process_at_one_thread(tmp_path: Path) -> None:
+    """The methods pretrained in 2 worker processes (1 thread each) write the same weights, bit
+    for bit, as one process pretraining them one after the other at 1 thread."""
+    import torch
+    from sarjepa.benchmark import demo
+
+    if (demo.os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 cores for 2 worker processes")
+    conf = load_demo_config(_tiny_demo_config(tmp_path))
+    demo._synth_stage(conf, tmp_path / "data", lambda *_: None)
+    pool = tmp_path / "data" / "pretrain"
+    lines: list[str] = []
+    seq = demo._pretrain_stage(conf, pool, tmp_path / "seq", "cpu", lines.append, jobs=1)
+    par = demo._pretrain_stage(conf, pool, tmp_path / "par", "cpu", lines.append, jobs=2)
+    assert any("in 2 processes x 1 thread" in line for line in lines)
+    assert set(seq) == set(par) == {"random", *method_specs(conf)}
+    for name in method_specs(conf):
+        a = torch.load(seq[name], map_location="cpu", weights_only=True)["model"]
+        b = torch.load(par[name], map_location="cpu", weights_only=True)["model"]
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+        assert (Path(par[name]).parent / "console.txt").stat().st_size > 0

@@ -331,3 +331,31 @@ def test_bad_attention_names_are_one_line_errors(capsys):
     assert main(["bench", "--device", "cpu", "--sdpa-backends", "cudnn", "xformers"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--sdpa-backends: unknown backend 'xformers'" in err and "\n" not in err
+
+
+def test_demo_bench_rows_time_each_method_and_its_bf16_arm(monkeypatch) -> None:
+    """`bench --only demo` on tiny stand-ins of the demo's configs: one row per method and
+    thread count, the step phases, and a bf16-autocast arm on the same batches and masks whose
+    losses stay close to fp32's (not equal: bf16 rounds)."""
+    from sarjepa.benchmark.speed import demo_bench
+    from sarjepa.benchmark.speed.timing import Settings
+    from sarjepa.pretrain.config import load_config
+
+    tiny = ["MODEL.EMBED_DIM", 32, "MODEL.DEPTH", 1, "MODEL.NUM_HEADS", 2, "INPUT.SIZE", 64,
+            "TRAIN.BATCH_SIZE", 4, "DEVICE", "cpu"]  # fmt: skip
+    pred = ["PREDICTOR.EMBED_DIM", 32, "PREDICTOR.DEPTH", 1, "PREDICTOR.NUM_HEADS", 2]
+    cfgs = {
+        "sarjepa": load_config("sarjepa_tiny", tiny + pred + ["MASK.WINDOW_SIZE", 3]),
+        "mae": load_config("mae_tiny", tiny + pred),
+    }
+    monkeypatch.setattr(demo_bench, "demo_cfgs", lambda: cfgs)
+    rows = demo_bench.measure_demo(Settings(warmup=0, iters=2))
+    threads = sorted({1, torch.get_num_threads()})
+    assert [r.what for r in rows] == [
+        f"demo {m} b4 {t} thr" for m in ("sarjepa", "mae") for t in threads
+    ]
+    for r in rows:
+        assert r.ours.img_s > 0 and r.ref is not None and r.ref.img_s > 0
+        assert set(r.extra["phases_ms"]) == set(demo_bench.PHASES)
+        assert r.extra["bf16_img_s"] > 0
+        assert 0 < r.extra["bf16_loss_rel_diff"] < 0.05

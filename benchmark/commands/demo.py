@@ -34,7 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=Listed("bundled settings, of: {demo_presets} (default: cpu)"),
     )
     p.add_argument("--config", default=None, help="a demo YAML instead of the preset's")
-    p.add_argument("--jobs", type=int, default=1, help="parallel grid cells (processes)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="processes: with more than 1 on a CPU, the methods pretrain at once (one process "
+        "each, the cores shared out) and the grid runs that many cells at a time (default: the "
+        "CPU's core count; 1 on a GPU)",
+    )
     p.add_argument(
         "--mstar",
         default=None,

@@ -46,9 +46,10 @@ def demo_cfgs() -> dict:
 
 
 class _Variant:
-    """One method with its own optimiser, at one thread count and AdamW path."""
+    """One method with its own optimiser, at one thread count and AdamW path, in fp32 or under
+    bf16 autocast (``bf16``; the method's target stays fp32, as in training)."""
 
-    def __init__(self, cfg, threads: int, foreach: bool, batches) -> None:
+    def __init__(self, cfg, threads: int, foreach: bool, batches, bf16: bool = False) -> None:
         from sarjepa.pretrain.methods import build_method
         from sarjepa.pretrain.train import build_optimizer
 
@@ -57,21 +58,25 @@ class _Variant:
         self.opt = build_optimizer(self.method, cfg, 1e-4, torch.device("cpu"))
         for g in self.opt.param_groups:
             g["foreach"] = foreach
-        self.threads, self.batches = threads, batches
+        self.threads, self.batches, self.bf16 = threads, batches, bf16
         self.gen = torch.Generator().manual_seed(0)
         self.times: dict[str, list[float]] = {p: [] for p in PHASES}
+        self.losses: list[float] = []
+        self.last_batch = None
 
     def step(self, record: bool) -> None:
         torch.set_num_threads(self.threads)
         t = [time.perf_counter()]
-        x = self.batches()
+        x = self.last_batch = self.batches()
         t.append(time.perf_counter())
         target = getattr(self.method, "target", None)
         if target is not None:
             with torch.no_grad():
                 target(x)
         t.append(time.perf_counter())
-        loss, _ = self.method(x, self.gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss, _ = self.method(x, self.gen)
+        self.losses.append(float(loss.detach()))
         t.append(time.perf_counter())
         loss.backward()
         t.append(time.perf_counter())
@@ -117,19 +122,29 @@ def _batches(cfg, data: str):
 
 
 def measure_demo(s: Settings) -> list[Result]:
-    """Rows ``demo <method> b<B> <T> thr``: for-each AdamW (ours) vs single-tensor (reference)."""
+    """Rows ``demo <method> b<B> <T> thr``: for-each AdamW (ours) vs single-tensor (reference).
+
+    A third arm per row runs the same steps as "ours" (same weights, batches and masks) under
+    bf16 autocast: ``extra["bf16_img_s"]`` and ``extra["bf16_loss_rel_diff"]`` (the largest
+    relative difference of its per-step losses from fp32's; not bitwise, so not what the demo
+    runs).
+    """
     cfgs = demo_cfgs()
     data = getattr(s.grid, "data", "") if s.grid is not None else ""
     default_threads = torch.get_num_threads()
     thread_counts = sorted({1, default_threads})
     load_before = os.getloadavg()
-    variants: dict[tuple[str, int, bool], _Variant] = {}
+    variants: dict[tuple[str, int, bool | str], _Variant] = {}
     pool_size = 0
     for name, cfg in cfgs.items():
         batches, pool_size = _batches(cfg, data)
         for threads in thread_counts:
             for foreach in (True, False):
                 variants[(name, threads, foreach)] = _Variant(cfg, threads, foreach, batches)
+            ours = variants[(name, threads, True)]
+            variants[(name, threads, "bf16")] = _Variant(
+                cfg, threads, True, lambda v=ours: v.last_batch, bf16=True
+            )
     try:
         for i in range(s.warmup + s.iters):
             for v in variants.values():
@@ -147,7 +162,12 @@ def measure_demo(s: Settings) -> list[Result]:
                 f"demo {name} b{batch} {threads} thr", batch, ours.timing(batch), ref.timing(batch)
             )
             phases = ours.medians_ms()
+            half = variants[(name, threads, "bf16")]
             r.extra.update(
+                bf16_img_s=half.timing(batch).img_s,
+                bf16_loss_rel_diff=max(
+                    abs(a - b) / abs(a) for a, b in zip(ours.losses, half.losses) if a
+                ),
                 method=str(cfg.METHOD.NAME),
                 threads=threads,
                 phases_ms=phases,
@@ -158,7 +178,10 @@ def measure_demo(s: Settings) -> list[Result]:
                 loadavg_after=list(load_after),
             )
             note = ", ".join(f"{p} {phases[p]:.0f}" for p in PHASES if p != "data" or pool_size)
-            r.note = f"ms: {note}"
+            r.note = (
+                f"ms: {note}; bf16 autocast {r.extra['bf16_img_s']:.0f} img/s "
+                f"(loss rel. diff <= {r.extra['bf16_loss_rel_diff']:.1e})"
+            )
             if images and r.ours.img_s:
                 r.extra["projected_stage_s"] = images / r.ours.img_s
                 r.note += f"; {images} images ~{images / r.ours.img_s:.0f} s"
