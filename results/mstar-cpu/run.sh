@@ -9,7 +9,7 @@
 # above 422 it is a full pass.
 # Environment: JOBS (processes at a time, one core each; default 2), STEPS (which steps, default
 # "1 2 3 3b 3c 4"), SPLIT_SEEDS (default 0-4), FT_SEEDS (fine-tuning split seeds, default 0-2),
-# PY (interpreter). Threads: one per process (OMP_NUM_THREADS=1).
+# FT_DATASETS (default MSTAR_SOC MSTAR_EOC1), PY (interpreter). Threads: one per process (OMP_NUM_THREADS=1).
 set -euo pipefail
 RELEASE=${1:?RELEASE folder}
 WORK=${2:?WORK folder}
@@ -107,7 +107,7 @@ fi
 #     the paper's optimiser settings (vit_b16: AdamW lr 1e-3, wd 5e-4, batch 50, 40 epochs, 2
 #     constant warm-up epochs, cosine), split seeds FT_SEEDS
 if step 3c; then
-  for ds in MSTAR_SOC MSTAR_EOC1; do
+  for ds in ${FT_DATASETS:-MSTAR_SOC MSTAR_EOC1}; do
     grid $ds finetune "$FT_SEEDS" "$WORK/grid_finetune_$ds" OPTIM.MAX_EPOCH 40 \
       OPTIM.WARMUP_EPOCH 2 DATALOADER.TRAIN_X.BATCH_SIZE 50
   done
