@@ -33,11 +33,12 @@ MSTAR pool, e.g. fewer epochs for the larger pool at the same sample budget).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import re
 import shutil
 import time
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import yaml
@@ -173,7 +174,7 @@ def _pretrain_one(
     cfg.OUTPUT_DIR = pre_out
     if progress is False:  # a worker beside others: its console lines go to a file of its own
         Path(pre_out).mkdir(parents=True, exist_ok=True)
-        with open(Path(pre_out) / "console.txt", "a") as f, contextlib.redirect_stdout(f):
+        with open(Path(pre_out) / "console.txt", "a", buffering=1) as f, redirect_stdout(f):
             summary = train(cfg, resume="auto", progress=False)
     else:
         summary = train(cfg, resume="auto", progress=progress)
@@ -187,6 +188,22 @@ def _pretrain_one(
         "seconds": time.time() - t1,
         "threads": torch.get_num_threads(),
     }
+
+
+def _epochs_of(task: tuple) -> int:
+    """The number of epochs a pretraining task will run (its config's ``TRAIN.EPOCHS``)."""
+    from sarjepa.pretrain.config import load_config
+
+    return int(load_config(task[1], task[2]).TRAIN.EPOCHS)
+
+
+def _epochs_logged(console: Path) -> int:
+    """Epochs a worker has finished, from the last ``epoch N/M`` line of its console file."""
+    try:
+        found = re.findall(r"^epoch (\d+)/\d+", console.read_text(), re.M)
+    except OSError:
+        return 0
+    return int(found[-1]) + 1 if found else 0
 
 
 def _on_gpu(device: str | None) -> bool:
@@ -262,16 +279,33 @@ def _pretrain_stage(
             report(name, _pretrain_one(*task, threads=None, progress=None))
     else:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        with ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as ex:
+        from tqdm.auto import tqdm
+
+        totals = {name: _epochs_of(task) for name, task in tasks.items()}
+        bar = tqdm(
+            total=sum(totals.values()), desc="pretrain", unit="epoch", dynamic_ncols=True,
+            disable=None,  # a bar on a terminal only; the finish lines below always
+        )  # fmt: skip
+        with bar, ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as ex:
             futures = {
                 ex.submit(_pretrain_one, *task, threads=threads, progress=False): name
                 for name, task in tasks.items()
             }
+            pending = set(futures)
             try:
-                for fut in as_completed(futures):
-                    report(futures[fut], fut.result())
+                while pending:
+                    finished, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        bar.clear()
+                        report(futures[fut], fut.result())
+                    epochs = {
+                        n: totals[n] if n in done else _epochs_logged(Path(t[-1]) / "console.txt")
+                        for n, t in tasks.items()
+                    }
+                    bar.n = sum(epochs.values())
+                    bar.set_postfix_str(", ".join(f"{n} {epochs[n]}/{totals[n]}" for n in tasks))
             except BaseException:
                 for f in futures:
                     f.cancel()

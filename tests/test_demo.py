@@ -249,3 +249,14 @@ def test_parallel_pretraining_equals_one_process_at_one_thread(tmp_path: Path) -
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
         assert (Path(par[name]).parent / "console.txt").stat().st_size > 0
+
+
+def test_worker_progress_is_read_from_its_console_lines(tmp_path: Path) -> None:
+    from sarjepa.benchmark.demo import _epochs_logged
+
+    console = tmp_path / "console.txt"
+    assert _epochs_logged(console) == 0  # not started
+    console.write_text("sarjepa: 60 images ...\nepoch 0/29: loss 0.2, lr 1e-4\n")
+    assert _epochs_logged(console) == 1
+    console.write_text(console.read_text() + "saved x\nepoch 1/29: loss 0.1\nsaved y\n")
+    assert _epochs_logged(console) == 2
