@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="processes: with more than 1 on a CPU, the methods pretrain at once (one process "
-        "each, the cores shared out) and the grid runs that many cells at a time (default: the "
+        help="processes: with more than 1 on a CPU, the methods pretrain in min(methods, this, "
+        "cores) worker processes and the grid runs this many cells at a time (default: the "
         "CPU's core count; 1 on a GPU)",
     )
     p.add_argument(

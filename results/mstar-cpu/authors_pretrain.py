@@ -20,19 +20,19 @@ sizes the run (authors.md lists every change and why):
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 import types
 from functools import partial
 from pathlib import Path
+
+import upstream_shims  # this folder's (the script's folder is on sys.path)
 
 
 def _stand_ins() -> None:
     import numpy as np
     from PIL import Image
 
-    if not hasattr(np, "float"):  # removed in NumPy 1.24; their sin-cos table asks for it
-        np.float = float
+    upstream_shims.install()
     cv2 = types.ModuleType("cv2")
     cv2.IMREAD_GRAYSCALE = 0
     cv2.IMREAD_COLOR = 1
@@ -59,25 +59,6 @@ def _stand_ins() -> None:
     easydict.EasyDict = EasyDict
     sys.modules.setdefault("easydict", easydict)
 
-    six = types.ModuleType("torch._six")
-    six.inf = math.inf
-    sys.modules.setdefault("torch._six", six)
-
-    tb = types.ModuleType("torch.utils.tensorboard")
-
-    class SummaryWriter:
-        def __init__(self, log_dir=None, **_):
-            self.log_dir = log_dir
-
-        def add_scalar(self, *a, **k):
-            pass
-
-        def flush(self):
-            pass
-
-    tb.SummaryWriter = SummaryWriter
-    sys.modules["torch.utils.tensorboard"] = tb
-
 
 def main(argv: list[str]) -> None:
     authors, pool, out, seed, iters, stages = argv
@@ -85,8 +66,6 @@ def main(argv: list[str]) -> None:
     _stand_ins()
     import torch
 
-    if not torch.cuda.is_available():
-        torch.cuda.synchronize = lambda *a, **k: None
     # appended, not prepended: their profile.py would shadow the standard library's
     sys.path.append(str(Path(authors).resolve()))
     import main_pretrain

@@ -10,12 +10,8 @@ AUTHORS=${1:?AUTHORS_DIR}
 WORK=${2:?WORK folder}
 ITERS=${3:-422}
 STAGES=${4:-4}
-PY=${PY:-python}
-JOBS=${JOBS:-2}
-STEPS=" ${STEPS:-2 3 4} "
-SPLIT_SEEDS=${SPLIT_SEEDS:-0 1 2 3 4}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-step() { [[ "$STEPS" == *" $1 "* ]]; }
+STEPS=${STEPS:-2 3 4}
+source "$(dirname "$0")/_env.sh"
 last=$((STAGES - 1))
 authors_one() {  # SEED
   local out="$WORK/authors/seed$1"
@@ -28,8 +24,6 @@ export -f authors_one
 export AUTHORS WORK PY ITERS STAGES last
 step 2 && printf '%s\n' 0 1 | xargs -P "$JOBS" -I{} bash -c 'authors_one {}'
 step 3 || step 4 || exit 0
-BACKBONE="MODEL.BACKBONE.EMBED_DIM 96 MODEL.BACKBONE.DEPTH 4 MODEL.BACKBONE.NUM_HEADS 4
-  MODEL.BACKBONE.PATCH_SIZE 16 INPUT.SIZE (112,112) DATALOADER.TEST.BATCH_SIZE 128"
 cks="$WORK/authors/seed0/checkpoint-$last.pth,$WORK/authors/seed1/checkpoint-$last.pth"
 if step 3; then
 # the same cells as run.sh step 3, in the same run folders (their label: authors@1, authors@2)

@@ -31,22 +31,21 @@ lists every change and why):
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import types
 from functools import partial
 from pathlib import Path
 
+import upstream_shims  # this folder's (the script's folder is on sys.path)
+
 
 def _stand_ins() -> None:
-    import numpy as np
     import timm
     import timm.layers
     import timm.models.vision_transformer as tvit
     import timm.optim
 
-    if not hasattr(np, "float"):  # removed in NumPy 1.24; their sin-cos table asks for it
-        np.float = float
+    upstream_shims.install()
     sys.modules.setdefault("timm.optim.optim_factory", types.ModuleType("timm.optim.optim_factory"))
     factory = sys.modules["timm.optim.optim_factory"]
     factory.add_weight_decay = lambda model, weight_decay=1e-5, skip_list=(): (
@@ -60,23 +59,6 @@ def _stand_ins() -> None:
         return their_block(*args, **kwargs)
 
     tvit.Block = block
-    tb = types.ModuleType("torch.utils.tensorboard")
-
-    class SummaryWriter:  # tensorboard is not installed; their log_dir is None here anyway
-        def __init__(self, *a, **k):
-            pass
-
-        def add_scalar(self, *a, **k):
-            pass
-
-        def flush(self):
-            pass
-
-    tb.SummaryWriter = SummaryWriter
-    sys.modules["torch.utils.tensorboard"] = tb
-    six = types.ModuleType("torch._six")  # removed from PyTorch 2; their misc.py imports inf
-    six.inf = math.inf
-    sys.modules.setdefault("torch._six", six)
 
 
 @contextlib.contextmanager
@@ -99,8 +81,6 @@ def main(argv: list[str]) -> None:
     import torchvision.transforms as tv_transforms
     from PIL import Image
 
-    if not torch.cuda.is_available():
-        torch.cuda.synchronize = lambda *a, **k: None
     sys.path.insert(0, str(Path(mae_dir).resolve()))
     with _timm_version("0.3.2"):
         import main_pretrain

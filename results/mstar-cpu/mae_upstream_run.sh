@@ -9,12 +9,8 @@ set -euo pipefail
 MAE=${1:?MAE_DIR}
 WORK=${2:?WORK folder}
 EPOCHS=${3:-4}
-PY=${PY:-python}
-JOBS=${JOBS:-2}
-STEPS=" ${STEPS:-2 3 4} "
-SPLIT_SEEDS=${SPLIT_SEEDS:-0 1 2 3 4}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-step() { [[ "$STEPS" == *" $1 "* ]]; }
+STEPS=${STEPS:-2 3 4}
+source "$(dirname "$0")/_env.sh"
 last=$((EPOCHS - 1))
 mae_one() {  # SEED
   local out="$WORK/mae_upstream/seed$1"
@@ -26,8 +22,6 @@ mae_one() {  # SEED
 export -f mae_one
 export MAE WORK PY EPOCHS last
 step 2 && printf '%s\n' 0 1 | xargs -P "$JOBS" -I{} bash -c 'mae_one {}'
-BACKBONE="MODEL.BACKBONE.EMBED_DIM 96 MODEL.BACKBONE.DEPTH 4 MODEL.BACKBONE.NUM_HEADS 4
-  MODEL.BACKBONE.PATCH_SIZE 16 INPUT.SIZE (112,112) DATALOADER.TEST.BATCH_SIZE 128"
 cks="$WORK/mae_upstream/seed0/checkpoint-$last.pth,$WORK/mae_upstream/seed1/checkpoint-$last.pth"
 if step 3; then  # run.sh's step 3 cells, label mae_upstream (mae_upstream@1, @2)
   for ds in MSTAR_SOC MSTAR_EOC1; do

@@ -15,13 +15,9 @@ RELEASE=${1:?RELEASE folder}
 WORK=${2:?WORK folder}
 ITERS=${3:-422}   # iterations of batch 32 per pretraining stage (TRAIN.MAX_ITERS)
 STAGES=${4:-4}    # stages (TRAIN.EPOCHS); a checkpoint after each: the learning curve
-PY=${PY:-python}
-JOBS=${JOBS:-2}
-STEPS=" ${STEPS:-1 2 3 3b 3c 4} "
-SPLIT_SEEDS=${SPLIT_SEEDS:-0 1 2 3 4}
+STEPS=${STEPS:-1 2 3 3b 3c 4}
+source "$(dirname "$0")/_env.sh"
 FT_SEEDS=${FT_SEEDS:-0 1 2}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-step() { [[ "$STEPS" == *" $1 "* ]]; }
 SAMPLES_PER_STAGE=$((ITERS * 32))   # the learning curve's x (ITERS at most a full pass)
 METHODS="sarjepa sarjepa_pixel mae lomar fgmae maskfeat ijepa"
 # pretraining runs METHOD:SEED, in this order (the paper's ablation and MAE first); override RUNS
@@ -74,8 +70,6 @@ step 2 && printf '%s\n' $RUNS | xargs -P "$JOBS" -I{} bash -c 'pretrain_one {}'
 # 3. few-shot grids on the final checkpoints, both pretraining seeds per method (labels NAME@1,
 #    NAME@2): MSTAR SOC (10 classes) and, as its own dataset with its own few-shot splits, EOC-1
 #    (4 classes, trained at 17 deg, tested at 30 deg)
-BACKBONE="MODEL.BACKBONE.EMBED_DIM 96 MODEL.BACKBONE.DEPTH 4 MODEL.BACKBONE.NUM_HEADS 4
-  MODEL.BACKBONE.PATCH_SIZE 16 INPUT.SIZE (112,112) DATALOADER.TEST.BATCH_SIZE 128"
 args=(random=none)
 for m in $METHODS; do
   cks=$(ls "$WORK"/pretrain/"$m"/seed*/checkpoint-"$last".pth 2>/dev/null | paste -sd, -)
