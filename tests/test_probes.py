@@ -87,6 +87,13 @@ def test_c_search_picks_the_best_val_accuracy_and_refines_in_log_space():
     # refinement candidates are the peak times 10^(+-1), then 10^(+-1/2) around the new peak
     assert {first * 10.0, first / 10.0} <= set(accs)
     assert len(tried) <= len(grid) + 4
+    # the search's own model for the chosen C is the final model: bitwise a fresh fit
+    fitted = {}
+    assert choose_c(train, val, grid, refine_steps=2, max_iter=500, fitted=fitted) == (best, tried)
+    assert set(fitted) == set(accs)
+    fresh = LogisticRegression(C=best, max_iter=500, random_state=0).fit(*train)
+    np.testing.assert_array_equal(fitted[best].coef_, fresh.coef_)
+    np.testing.assert_array_equal(fitted[best].intercept_, fresh.intercept_)
 
 
 @pytest.fixture(scope="module")

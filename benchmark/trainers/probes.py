@@ -146,8 +146,13 @@ def choose_c(
     grid: list[float],
     refine_steps: int,
     max_iter: int,
+    fitted: dict[float, Any] | None = None,
 ) -> tuple[float, list[tuple[float, float]]]:
     """The inverse regularisation with the best val accuracy (see the module docstring).
+
+    Args:
+        fitted: if given, filled with ``C -> the model fitted on train`` for every C tried (the
+            chosen C's model is then the final one: same data, same C, same deterministic fit).
 
     Returns:
         ``(best C, [(C, val accuracy %) in the order tried])``.
@@ -158,6 +163,8 @@ def choose_c(
         if c not in tried:
             clf = _fit(train[0], train[1], c, max_iter)
             tried[c] = 100.0 * float((clf.predict(val[0]) == val[1]).mean())
+            if fitted is not None:
+                fitted[c] = clf
         return tried[c]
 
     return _search(acc, grid, refine_steps), list(tried.items())
@@ -309,10 +316,13 @@ class MIMLogreg(_FeatureProbe):
         refine = int(opts.REFINE_STEPS)
         folds = cv_folds(yn) if rule == "train" else []
         xs = standardise(xd)[0]
+        fitted: dict[float, Any] = {}  # models of the val search, fitted on (xs, yn)
         if rule == "val":
             vx, vy = self._split(items, "val features")
             xs, vxs = standardise(xd, vx.double().numpy())
-            self.c, self.tried = choose_c((xs, yn), (vxs, vy.numpy()), grid, refine, max_iter)
+            self.c, self.tried = choose_c(
+                (xs, yn), (vxs, vy.numpy()), grid, refine, max_iter, fitted
+            )
             self.c_selection = "val"
         elif folds:
             self.c, self.tried = choose_c_cv((xd, yn), folds, grid, refine, max_iter)
@@ -328,7 +338,7 @@ class MIMLogreg(_FeatureProbe):
         else:
             self.log(f"logreg: C = TRAINER.LOGREG.C = {self.c:.4g} (no test-free val split)")
         self.stats = feature_stats(xd)
-        self.clf = _fit(xs, yn, self.c, max_iter)
+        self.clf = fitted[self.c] if self.c in fitted else _fit(xs, yn, self.c, max_iter)
 
     def scores(self, feats: Tensor) -> Tensor:
         mean, std = self.stats
