@@ -18,9 +18,10 @@ content, and the methods pretrain on that pool with the config's ``mstar.pretrai
     OUT/data/pool/                 every release chip outside the SOC test set, unlabeled
 
 Each stage is resumable: finished data, checkpoints and cells are reused when the demo is run
-again with the same settings. Two presets: ``cpu`` (``benchmark/configs/demo.yaml``, a 2-core
-CPU in about 10 minutes) and ``gpu`` (``benchmark/configs/demo_gpu.yaml``, one H100/H200 in
-about 15 minutes); each file says how its settings differ from the paper's.
+again with the same settings. Three presets: ``cpu`` (``benchmark/configs/demo.yaml``, a 2-core
+CPU in under 5 minutes), ``cpu-long`` (the same at 30 epochs instead of 11, about 10 minutes)
+and ``gpu`` (``benchmark/configs/demo_gpu.yaml``, one H100/H200 in about 15 minutes); each file
+says how its settings differ from the paper's.
 
 Demo YAML sections: ``synth`` (scale, seed), ``model`` (``MODEL.*`` shared by every method and
 the random-init baseline), ``pretrain`` (``overrides`` for every method; ``methods``: name ->
@@ -46,13 +47,23 @@ from sarjepa.benchmark.core.errors import SarjepaError
 from sarjepa.benchmark.core.io import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-PRESETS = {"cpu": CONFIG_DIR / "demo.yaml", "gpu": CONFIG_DIR / "demo_gpu.yaml"}
+PRESETS = {
+    "cpu": CONFIG_DIR / "demo.yaml",
+    "cpu-long": CONFIG_DIR / "demo.yaml",
+    "gpu": CONFIG_DIR / "demo_gpu.yaml",
+}
+#: pretraining overrides a preset applies after its file's ``pretrain.overrides``: ``cpu-long``
+#: is the ``cpu`` demo at the 30 epochs it had before it was cut to fit 5 minutes
+PRESET_PRETRAIN = {"cpu-long": {"TRAIN.EPOCHS": 30}}
+#: default output folder of each preset (``-mstar`` appended with ``--mstar``)
+PRESET_OUT = {"cpu": "results/demo", "cpu-long": "results/demo-long", "gpu": "results/demo-gpu"}
 DEMO_CONFIG = PRESETS["cpu"]
 SECTIONS = ("synth", "model", "pretrain", "benchmark", "grid")
 
 
 def load_demo_config(path: str | Path | None = None, preset: str = "cpu") -> dict:
-    """Read a demo YAML: ``path`` if given, else the preset's bundled file."""
+    """Read a demo YAML: ``path`` if given, else the preset's bundled file with the preset's
+    :data:`PRESET_PRETRAIN` overrides."""
     if path is None and preset not in PRESETS:
         raise SarjepaError(f"unknown demo preset '{preset}'; known: {', '.join(PRESETS)}")
     p = Path(path) if path else PRESETS[preset]
@@ -64,6 +75,11 @@ def load_demo_config(path: str | Path | None = None, preset: str = "cpu") -> dic
     for key in SECTIONS:
         if key not in data:
             raise SarjepaError(f"demo config {p}: missing section '{key}'")
+    if path is None and preset in PRESET_PRETRAIN:
+        data["pretrain"]["overrides"] = {
+            **(data["pretrain"].get("overrides") or {}),
+            **PRESET_PRETRAIN[preset],
+        }
     method_specs(data, p)
     return data
 
@@ -234,6 +250,84 @@ def pretrain_parallelism(n_methods: int, jobs: int, device: str | None) -> tuple
     return (1, 0) if procs == 1 else (procs, max(1, cores // procs))
 
 
+def grid_threads(jobs: int) -> int:
+    """Torch threads of a grid cell run by one of ``jobs`` processes (as the grid's own pool)."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def _early_cells(
+    spec_dict: dict, cells: list[dict], run_dir: str, device: str | None, ckpts: list, threads: int
+) -> list[tuple[str, str, str]]:
+    """Run grid cells in a pretraining worker that has no method left to pretrain.
+
+    The cells run as the grid's own workers run them (:func:`benchmark.grid.cells.run_cell`,
+    ``threads`` torch threads, each cell seeding itself), so their results are those of the
+    grid stage that would otherwise run them after every method has pretrained.
+
+    Returns:
+        ``[(cell folder, state, error)]`` in order.
+    """
+    import torch
+    from sarjepa.benchmark.grid.cells import run_cell
+    from sarjepa.benchmark.grid.plan import Cell
+
+    torch.set_num_threads(threads)
+    out = []
+    for cell, ck in zip(cells, ckpts):
+        res = run_cell(spec_dict, cell, run_dir, device, False, "todo", ck)
+        out.append((Cell(**cell).rel_dir(), res["state"], str(res.get("error", ""))))
+    return out
+
+
+def _report_cells(name: str, states: list[tuple[str, str, str]], log) -> None:
+    """Log what an early-cells task ran: a count, and each failed cell as the grid logs it."""
+    done = sum(state == "done" for _, state, _ in states)
+    log(f"           {name}: {done} of {len(states)} grid cells finished early")
+    for rel, state, err in states:
+        if state == "failed":
+            log(f"grid: FAILED {rel}: {err}")
+
+
+class _EarlyGrid:
+    """The grid cells a pretraining worker can run while others still pretrain.
+
+    Built from the demo config, the data root and the grid folder; :meth:`tasks` gives, for
+    methods whose checkpoints are ready, the ``(spec dict, cells, ...)`` arguments of
+    :func:`_early_cells` for their unfinished cells (random init first). The final grid stage
+    then finds those cells finished and runs the rest.
+    """
+
+    def __init__(self, conf: dict, data: Path, grid_dir: Path, device: str | None, jobs: int):
+        self.conf, self.data, self.grid_dir = conf, data, grid_dir
+        self.device, self.threads = device, grid_threads(jobs)
+        self.submitted: set[str] = set()
+
+    def tasks(self, ready: dict[str, str]) -> list[tuple[str, tuple]]:
+        """``[(method, _early_cells arguments)]`` for the methods of ``ready`` (label ->
+        checkpoint) not handed out before, random init first; methods without an unfinished
+        cell are left out."""
+        from dataclasses import asdict
+
+        from sarjepa.benchmark.grid.plan import cell_state, plan_grid
+
+        out = []
+        for name, weights in {"random": "none", **ready}.items():
+            if name in self.submitted:
+                continue
+            self.submitted.add(name)
+            plan = plan_grid(_grid_spec(self.conf, {name: weights}, self.data))
+            todo = [c for c in plan.cells if cell_state(self.grid_dir, c) == "todo"]
+            if not todo:
+                continue
+            refs = [plan.checkpoints[c] for c in todo]
+            spec_dict = asdict(_grid_spec(self.conf, {name: weights}, self.data))
+            cells = [asdict(c) for c in todo]
+            ckpts = [None if r is None else asdict(r) for r in refs]
+            args = (spec_dict, cells, str(self.grid_dir), self.device, ckpts, self.threads)
+            out.append((name, args))
+        return out
+
+
 def _pretrain_stage(
     conf: dict,
     pool: Path,
@@ -242,10 +336,15 @@ def _pretrain_stage(
     log,
     extra: dict | None = None,
     jobs: int = 1,
+    early: _EarlyGrid | None = None,
 ) -> dict[str, str]:
     """Pretrain every method on ``pool`` (resuming), with ``extra`` overrides after the
     config's, in parallel processes per :func:`pretrain_parallelism`; returns
-    ``label -> checkpoint`` with ``random: none``."""
+    ``label -> checkpoint`` with ``random: none``.
+
+    With worker processes and ``early``, a worker with no method left to pretrain runs the grid
+    cells of random init and of the methods already pretrained (:class:`_EarlyGrid`), instead
+    of waiting for the last method; failed cells are logged as the grid logs them."""
     specs = method_specs(conf)
     model = {f"MODEL.{k}": v for k, v in conf["model"].items()}
     common = _flat(model) + _flat(conf["pretrain"].get("overrides") or {})
@@ -293,13 +392,34 @@ def _pretrain_stage(
                 ex.submit(_pretrain_one, *task, threads=threads, progress=False): name
                 for name, task in tasks.items()
             }
+            cell_jobs: dict = {}  # future -> method, for early grid cells
             pending = set(futures)
             try:
                 while pending:
                     finished, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         bar.clear()
-                        report(futures[fut], fut.result())
+                        if fut in cell_jobs:
+                            try:
+                                _report_cells(cell_jobs[fut], fut.result(), log)
+                            except Exception as exc:  # the grid stage runs them instead
+                                log(f"           {cell_jobs[fut]}: early grid cells stopped: {exc}")
+                        else:
+                            report(futures[fut], fut.result())
+                    left = sum(f in futures for f in pending)  # methods still pretraining
+                    if early is not None and finished and left < procs:
+                        ready = {n: done[n]["checkpoint"] for n in done}
+                        try:
+                            started = early.tasks(ready)
+                        except SarjepaError as exc:  # the grid stage reports it
+                            log(f"           no early grid cells: {exc}")
+                            started, early = [], None
+                        for name, args in started:
+                            bar.clear()
+                            log(f"           {name}: grid cells start in a free worker")
+                            fut = ex.submit(_early_cells, *args)
+                            cell_jobs[fut] = name
+                            pending.add(fut)
                     epochs = {
                         n: totals[n] if n in done else _epochs_logged(Path(t[-1]) / "console.txt")
                         for n, t in tasks.items()
@@ -406,19 +526,21 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = out / "data"
+    grid_dir = out / "grid"
+    early = _EarlyGrid(conf, data, grid_dir, device, jobs)
     if mstar is None:
         _synth_stage(conf, data, log)
-        weights = _pretrain_stage(conf, data / "pretrain", out, device, log, jobs=jobs)
+        weights = _pretrain_stage(conf, data / "pretrain", out, device, log, jobs=jobs, early=early)
     else:
         pool = _mstar_stage(conf, mstar, data, log)
         extra = (conf.get("mstar") or {}).get("pretrain_overrides") or {}
-        weights = _pretrain_stage(conf, pool, out, device, log, extra, jobs=jobs)
+        weights = _pretrain_stage(conf, pool, out, device, log, extra, jobs=jobs, early=early)
     spec = _grid_spec(conf, weights, data)
-    grid_dir = out / "grid"
     log(f"[demo 3/3] few-shot grid -> {grid_dir}")
     counts = run_grid(spec, grid_dir, jobs=jobs, device=device, log=log, force=True)
-    if counts["failed"]:
-        log(f"warning: {counts['failed']} cells failed; see error.json files under {grid_dir}")
+    failed = counts["failed"] + counts["skipped_failed"]  # skipped: failed in an early worker
+    if failed:
+        log(f"warning: {failed} cells failed; see error.json files under {grid_dir}")
     judge = conf.get("verdict") or {}
     method = str(judge.get("method", "sarjepa"))
     refs = [r for r in judge.get("references", ["random"]) if r in weights and r != method]

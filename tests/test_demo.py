@@ -43,6 +43,14 @@ def test_bundled_demo_config_is_complete() -> None:
     assert specs["sarjepa"][1] == specs["sarjepa_pixel"][1]
 
 
+def test_long_cpu_preset_is_the_cpu_demo_at_30_epochs() -> None:
+    short, long = load_demo_config(), load_demo_config(preset="cpu-long")
+    assert long["pretrain"]["overrides"].pop("TRAIN.EPOCHS") == 30
+    assert short["pretrain"]["overrides"].pop("TRAIN.EPOCHS") < 30
+    assert short == long  # nothing else differs
+    assert load_demo_config()["pretrain"]["overrides"]["TRAIN.EPOCHS"] < 30  # not mutated
+
+
 def test_gpu_preset_names_every_registered_method() -> None:
     from sarjepa.pretrain.config import load_config
     from sarjepa.pretrain.methods import method_names
@@ -173,6 +181,8 @@ def test_mstar_option_defaults_to_its_own_output_folder(monkeypatch, tmp_path: P
     assert main(["demo"]) == 0 and seen["out"] == "results/demo" and seen["mstar"] is None
     assert main(["demo", "--preset", "gpu", "--mstar", "r"]) == 0
     assert seen["out"] == "results/demo-gpu-mstar"
+    assert main(["demo", "--preset", "cpu-long"]) == 0 and seen["out"] == "results/demo-long"
+    assert seen["preset"] == "cpu-long"
     # the bundled preset pretrains on the real pool at the synthetic demo's sample budget
     assert load_demo_config()["mstar"]["pretrain_overrides"] == {"TRAIN.EPOCHS": 4}
 
@@ -260,3 +270,42 @@ def test_worker_progress_is_read_from_its_console_lines(tmp_path: Path) -> None:
     assert _epochs_logged(console) == 1
     console.write_text(console.read_text() + "saved x\nepoch 1/29: loss 0.1\nsaved y\n")
     assert _epochs_logged(console) == 2
+
+
+@pytest.mark.slow
+def test_grid_cells_run_early_in_a_free_worker_give_the_grid_stages_results(
+    tmp_path: Path,
+) -> None:
+    """Cells run by a pretraining worker with no method left (random init first, then each
+    method as it finishes) are the cells the grid stage runs: the grid stage finds them all
+    finished, and their results equal, file for file, those of a fresh grid on the same
+    checkpoints."""
+    import json
+
+    from sarjepa.benchmark import demo
+    from sarjepa.benchmark.grid import run_grid
+
+    if (demo.os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 cores for 2 worker processes")
+    conf = load_demo_config(_tiny_demo_config(tmp_path))
+    data = tmp_path / "data"
+    demo._synth_stage(conf, data, lambda *_: None)
+    lines: list[str] = []
+    early = demo._EarlyGrid(conf, data, tmp_path / "early", "cpu", 2)
+    weights = demo._pretrain_stage(
+        conf, data / "pretrain", tmp_path, "cpu", lines.append, jobs=2, early=early
+    )
+    assert any("random: grid cells start in a free worker" in line for line in lines)
+    assert sum("grid cells finished early" in line for line in lines) == len(weights)
+    spec = demo._grid_spec(conf, weights, data)
+    counts = run_grid(spec, tmp_path / "early", jobs=2, device="cpu", force=True, log=print)
+    assert counts["skipped_done"] == counts["cells"] == 4 * 2 * 2 and counts["done"] == 0
+    run_grid(spec, tmp_path / "fresh", jobs=2, device="cpu", log=print)
+    results = sorted((tmp_path / "fresh").glob("output/**/result.json"))
+    assert len(results) == counts["cells"]
+    for fresh in results:
+        rel = fresh.relative_to(tmp_path / "fresh")
+        a, b = json.loads(fresh.read_text()), json.loads((tmp_path / "early" / rel).read_text())
+        assert a["metrics"] == b["metrics"], rel
+        pred = fresh.with_name("predictions.csv")
+        assert pred.read_bytes() == (tmp_path / "early" / rel).with_name(pred.name).read_bytes()
