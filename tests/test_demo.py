@@ -162,6 +162,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Capture
     assert "| sarjepa_pixel |" in (out / "verdict.md").read_text()
     assert (out / "accuracy_vs_shots.png").is_file()
     assert sorted(p.name for p in (out / "pretrain" / "sarjepa").glob("checkpoint-*.pth"))
+    _check_early_cells(cfg, out, text, tmp_path / "fresh")
     first = (out / "summary.csv").read_bytes()
     assert main(["demo", "--out", str(out), "--config", str(cfg), "--device", "cpu"]) == 0
     again = capsys.readouterr().out
@@ -169,6 +170,37 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Capture
         "synthetic data already in" in again and f"{len(methods) * 2 * 2} already finished" in again
     )
     assert (out / "summary.csv").read_bytes() == first
+
+
+def _check_early_cells(cfg: Path, out: Path, text: str, fresh: Path) -> None:
+    """With 2 worker processes the demo ran its grid cells in a free pretraining worker (random
+    init first, then each method as it finished): the grid stage found them finished, and every
+    cell's result and predictions equal, file for file, those of a fresh grid run afterwards on
+    the same checkpoints."""
+    import json
+
+    from sarjepa.benchmark import demo
+    from sarjepa.benchmark.grid import run_grid
+    from sarjepa.pretrain.checkpoints import find_latest
+
+    conf = load_demo_config(cfg)
+    names = ["random", *method_specs(conf)]
+    if (demo.os.cpu_count() or 1) >= 2:  # the demo's default --jobs: the core count
+        assert "random: grid cells start in a free worker" in text
+        assert text.count("grid cells finished early") == len(names)
+        assert f"{len(names) * 2 * 2} already finished, 0 to run" in text
+    weights = {n: str(find_latest(out / "pretrain" / n)) for n in names[1:]}
+    spec = demo._grid_spec(conf, {"random": "none", **weights}, out / "data")
+    jobs = demo.os.cpu_count() or 1  # the demo's: so are the cells' thread counts
+    run_grid(spec, fresh, jobs=jobs, device="cpu", log=lambda *_: None)
+    results = sorted(fresh.glob("output/**/result.json"))
+    assert len(results) == len(names) * 2 * 2
+    for res in results:
+        rel = res.relative_to(fresh)
+        a, b = json.loads(res.read_text()), json.loads((out / "grid" / rel).read_text())
+        assert a["metrics"] == b["metrics"], rel
+        pred = res.with_name("predictions.csv")
+        assert pred.read_bytes() == (out / "grid" / rel).with_name(pred.name).read_bytes()
 
 
 def test_mstar_option_defaults_to_its_own_output_folder(monkeypatch, tmp_path: Path):
@@ -270,42 +302,3 @@ def test_worker_progress_is_read_from_its_console_lines(tmp_path: Path) -> None:
     assert _epochs_logged(console) == 1
     console.write_text(console.read_text() + "saved x\nepoch 1/29: loss 0.1\nsaved y\n")
     assert _epochs_logged(console) == 2
-
-
-@pytest.mark.slow
-def test_grid_cells_run_early_in_a_free_worker_give_the_grid_stages_results(
-    tmp_path: Path,
-) -> None:
-    """Cells run by a pretraining worker with no method left (random init first, then each
-    method as it finishes) are the cells the grid stage runs: the grid stage finds them all
-    finished, and their results equal, file for file, those of a fresh grid on the same
-    checkpoints."""
-    import json
-
-    from sarjepa.benchmark import demo
-    from sarjepa.benchmark.grid import run_grid
-
-    if (demo.os.cpu_count() or 1) < 2:
-        pytest.skip("needs 2 cores for 2 worker processes")
-    conf = load_demo_config(_tiny_demo_config(tmp_path))
-    data = tmp_path / "data"
-    demo._synth_stage(conf, data, lambda *_: None)
-    lines: list[str] = []
-    early = demo._EarlyGrid(conf, data, tmp_path / "early", "cpu", 2)
-    weights = demo._pretrain_stage(
-        conf, data / "pretrain", tmp_path, "cpu", lines.append, jobs=2, early=early
-    )
-    assert any("random: grid cells start in a free worker" in line for line in lines)
-    assert sum("grid cells finished early" in line for line in lines) == len(weights)
-    spec = demo._grid_spec(conf, weights, data)
-    counts = run_grid(spec, tmp_path / "early", jobs=2, device="cpu", force=True, log=print)
-    assert counts["skipped_done"] == counts["cells"] == 4 * 2 * 2 and counts["done"] == 0
-    run_grid(spec, tmp_path / "fresh", jobs=2, device="cpu", log=print)
-    results = sorted((tmp_path / "fresh").glob("output/**/result.json"))
-    assert len(results) == counts["cells"]
-    for fresh in results:
-        rel = fresh.relative_to(tmp_path / "fresh")
-        a, b = json.loads(fresh.read_text()), json.loads((tmp_path / "early" / rel).read_text())
-        assert a["metrics"] == b["metrics"], rel
-        pred = fresh.with_name("predictions.csv")
-        assert pred.read_bytes() == (tmp_path / "early" / rel).with_name(pred.name).read_bytes()
