@@ -67,12 +67,14 @@ def checkpoint_from_cfg(cfg: Any) -> CheckpointRef | None:
 
 
 def encoder_from_cfg(
-    cfg: Any, log: Log = print, checkpoint: CheckpointRef | None = None
+    cfg: Any, log: Log = print, checkpoint: CheckpointRef | None = None, share: bool = False
 ) -> LoadedEncoder:
     """The benchmark backbone of a run config: ``MODEL.INIT_WEIGHTS`` or a random init.
 
     ``checkpoint`` is ``MODEL.INIT_WEIGHTS`` as resolved by the caller
-    (:func:`checkpoint_from_cfg`); None resolves it here. Random init builds
+    (:func:`checkpoint_from_cfg`); None resolves it here. ``share``: a checkpoint's encoder may
+    be the one loaded before in this process (``load_encoder(share=True)``; for a frozen
+    backbone that is not changed). Random init builds
     ``MODEL.BACKBONE.NAME`` at ``INPUT.SIZE`` with the explicit ``MODEL.BACKBONE.*`` overrides
     (the `random` baseline); its weights come from the global torch RNG, so seed first.
     """
@@ -93,6 +95,7 @@ def encoder_from_cfg(
             name_hint=cfg.MODEL.BACKBONE.NAME,
             default_img_size=img_size,
             log=log,
+            share=share,
         )
     extra = {"img_size": img_size, **overrides}
     try:

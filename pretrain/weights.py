@@ -73,6 +73,9 @@ _SELECTED: collections.OrderedDict[tuple, tuple[str, dict[str, Tensor], str, dic
     collections.OrderedDict()
 )
 _SELECTED_MAX = 2
+#: encoders loaded with ``load_encoder(..., share=True)``: key -> (LoadedEncoder, log lines)
+_SHARED: collections.OrderedDict[tuple, tuple[LoadedEncoder, list[str]]] = collections.OrderedDict()
+_SHARED_MAX = 2
 _ENCODER_PART = re.compile(
     r"^(blocks\.\d+\.|patch_embed\.|norm\.|fc_norm\.|cls_token|reg_token|pos_embed)"
 )
@@ -340,15 +343,20 @@ def arch_str(arch: Mapping[str, Any]) -> str:
     return "(" + ", ".join(f"{k}={arch.get(k)}" for k in keys) + ")"
 
 
-def _build_uninitialised(arch: Mapping[str, Any]) -> VisionTransformer:
+def _build_uninitialised(arch: Mapping[str, Any]) -> tuple[VisionTransformer, bool]:
     """Build on the meta device and allocate without initialising: every tensor is then loaded
     from the checkpoint. Skips the random init (seconds for ViT-B on a CPU) and leaves the global
-    RNG untouched, so what follows (head init, sampler) depends on the seed only."""
+    RNG untouched, so what follows (head init, sampler) depends on the seed only.
+
+    Returns:
+        ``(model, True)``, or ``(model, False)`` when the model has non-persistent buffers and
+        was built with its random init instead (which draws from the global RNG).
+    """
     with torch.device("meta"):
         model = build_vit(dict(arch), initialise=False)
     if set(dict(model.named_buffers())) - set(model.state_dict()):
-        return build_vit(dict(arch))  # non-persistent buffers would stay uninitialised
-    return model.to_empty(device="cpu")
+        return build_vit(dict(arch)), False  # non-persistent buffers would stay uninitialised
+    return model.to_empty(device="cpu"), True
 
 
 def selected_weights(
@@ -394,6 +402,7 @@ def load_encoder(
     name_hint: str = "",
     default_img_size: int | tuple[int, int] | None = None,
     log: Log = print,
+    share: bool = False,
 ) -> LoadedEncoder:
     """Build an encoder for a checkpoint and load its weights (see the module docstring).
 
@@ -408,6 +417,11 @@ def load_encoder(
         name_hint: ``MODEL.BACKBONE.NAME``, used only to tell the head count.
         default_img_size: image size when neither metadata nor a ``pos_embed`` tells it.
         log: printer for the report (missing/unexpected keys).
+        share: return the encoder this process loaded before with the same arguments from the
+            same file version (one module object, its report printed again), as the grid's
+            frozen-feature cells of one checkpoint do. The caller must not change it (weights,
+            device aside). Shared only when built without a random init, so the global RNG is
+            left as a fresh load leaves it.
 
     Returns:
         The loaded encoder (CPU, eval mode) and its provenance.
@@ -417,6 +431,21 @@ def load_encoder(
         ref.check_unchanged()
         path, weights_key = ref.path, ref.weights_key
     path = str(path)
+    key = _share_key(path, weights_key, overrides, name_hint, default_img_size) if share else None
+    if key is not None and key in _SHARED:
+        _SHARED.move_to_end(key)
+        loaded, lines = _SHARED[key]
+        for line in lines:
+            log(line)
+        return loaded
+    if key is not None:
+        lines: list[str] = []
+        outer = log
+
+        def log(line: str) -> None:
+            lines.append(line)
+            outer(line)
+
     meta = read_sidecar(path)
     fmt, sd, source, args = selected_weights(path, weights_key, meta)
     with _naming(path):
@@ -430,7 +459,7 @@ def load_encoder(
         hints = tuple(str(h) for h in (args.get("model", ""), name_hint) if h)
         arch = resolve_arch(base, overrides, hints)
     try:
-        model = _build_uninitialised(arch)
+        model, rng_free = _build_uninitialised(arch)
     except (ValueError, TypeError) as exc:
         raise SarjepaError(
             f"checkpoint '{path}': cannot build the encoder {arch_str(arch)}: {exc}"
@@ -448,7 +477,7 @@ def load_encoder(
     log(f"  missing keys: none; dropped {len(dropped)} method-only key(s)")
     if unexpected:
         log(f"  unexpected keys (ignored): {_listing(unexpected)}")
-    return LoadedEncoder(
+    loaded = LoadedEncoder(
         encoder=model,
         arch=model.arch_dict(),
         format=fmt,
@@ -459,3 +488,22 @@ def load_encoder(
         unexpected=unexpected,
         meta=meta,
     )
+    if key is not None and rng_free:
+        _SHARED[key] = (loaded, lines)
+        while len(_SHARED) > _SHARED_MAX:
+            _SHARED.popitem(last=False)
+    return loaded
+
+
+def _share_key(
+    path: str, weights_key: str, overrides: Mapping[str, Any] | None, name_hint: str, size: Any
+) -> tuple | None:
+    """What a shared encoder is remembered by: the file version and the load's arguments; None
+    when the file cannot be stat'ed (the load reports it)."""
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    args = json.dumps([weights_key, dict(overrides or {}), name_hint, size], default=str)
+    return (str(p), st.st_ino, st.st_size, st.st_mtime_ns, args)

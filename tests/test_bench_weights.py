@@ -216,6 +216,36 @@ def test_a_checkpoint_is_read_once_per_process_until_the_file_changes(tmp_path, 
     assert not torch.equal(fourth.encoder.cls_token, third.encoder.cls_token)
 
 
+def test_a_shared_encoder_is_built_once_per_process_until_the_file_changes(tmp_path, monkeypatch):
+    """``share=True`` (frozen-feature cells) gives the encoder loaded before with the same
+    arguments, prints its report again and leaves the global RNG alone; other arguments, a
+    changed file or ``share=False`` load anew."""
+    import os
+
+    import sarjepa.pretrain.weights as weights
+
+    monkeypatch.setattr(weights, "_SHARED", type(weights._SHARED)())
+    path = save_sarjepa(tiny_vit(seed=1), tmp_path / "checkpoint-3.pth")
+    lines: list[str] = []
+    first = load_encoder(path, log=lines.append, share=True)
+    n = len(lines)
+    torch.manual_seed(0)
+    second = load_encoder(path, log=lines.append, share=True)
+    after = torch.rand(3)
+    assert second is first and lines[n:] == lines[:n] and n >= 2
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))  # the shared load drew nothing from the RNG
+    assert load_encoder(path, log=lambda *_: None).encoder is not first.encoder  # not shared
+    other = load_encoder(path, {"num_heads": 2}, log=lambda *_: None, share=True)
+    assert other is not first
+    st = path.stat()
+    save_sarjepa(tiny_vit(seed=2), path)  # the file is replaced: loaded again, new weights
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    third = load_encoder(path, log=lambda *_: None, share=True)
+    assert third is not first
+    _same_weights(third.encoder, tiny_vit(seed=2))
+
+
 def test_random_init_features_are_keyed_by_the_weights():
     """A random init is cached under the sha256 of its weights: the same seed gives the same
     key (the cells of one seed share features), another seed or one changed weight another."""

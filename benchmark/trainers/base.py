@@ -127,7 +127,9 @@ class TrainerBase:
         self.tfm_test = build_transform(cfg, is_train=False)
         # no random augmentation: every epoch sees the same tensors, which can be decoded once
         self.deterministic_train = preprocessing_dict(cfg, True) == preprocessing_dict(cfg, False)
-        self.weights: LoadedEncoder = encoder_from_cfg(cfg, log=log, checkpoint=checkpoint)
+        self.weights: LoadedEncoder = encoder_from_cfg(
+            cfg, log=log, checkpoint=checkpoint, share=self.frozen_backbone
+        )
         self.backbone = Backbone(self.weights.encoder)
         self.build_model()
         self.model.to(device)
@@ -144,6 +146,9 @@ class TrainerBase:
     #: False for trainers fitted in closed form or by a solver (the probes): no optimiser,
     #: no ``OPTIM`` schedule; they override :meth:`train` and :meth:`test`.
     gradient_trained: bool = True
+    #: True for trainers that never change the backbone (frozen, eval mode): the cells of one
+    #: process then share one loaded encoder per checkpoint (``load_encoder(share=True)``)
+    frozen_backbone: bool = False
 
     def build_model(self) -> None:
         """Create ``self.model`` (backbone + head) and freeze what does not train."""

@@ -45,6 +45,8 @@ def _extend_cfg(cfg: CN) -> None:
 class MIMLinear(TrainerBase):
     """Frozen backbone + BatchNorm + linear head (``TRAINER.NAME MIM_linear``)."""
 
+    frozen_backbone = True  # eval mode, no gradient: the encoder is never changed
+
     def build_model(self) -> None:
         from sarjepa.dassl_patches.transforms import preprocessing_dict
 
