@@ -19,7 +19,7 @@ content, and the methods pretrain on that pool with the config's ``mstar.pretrai
 
 Each stage is resumable: finished data, checkpoints and cells are reused when the demo is run
 again with the same settings. Three presets: ``cpu`` (``benchmark/configs/demo.yaml``, a 2-core
-CPU in under 5 minutes), ``cpu-long`` (the same at 30 epochs instead of 11, about 10 minutes)
+CPU in under 5 minutes), ``cpu-long`` (the same at 30 epochs instead of 11, about 9 minutes)
 and ``gpu`` (``benchmark/configs/demo_gpu.yaml``, one H100/H200 in about 15 minutes); each file
 says how its settings differ from the paper's.
 

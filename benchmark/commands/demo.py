@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "x protocols on the MSTAR-like set, and print the tables and a paired verdict (SAR-JEPA "
         "against random init and the pixel target). Preset cpu (benchmark/configs/demo.yaml): "
         "a 2-core CPU in under 5 minutes (11 epochs); cpu-long: the same at 30 epochs, about "
-        "10 minutes; gpu (demo_gpu.yaml): every baseline at ViT-S scale in about 15 minutes on "
+        "9 minutes; gpu (demo_gpu.yaml): every baseline at ViT-S scale in about 15 minutes on "
         "one H100/H200. Resumable: rerunning reuses finished stages.",
     )
     p.add_argument(
