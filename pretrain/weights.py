@@ -73,9 +73,11 @@ _SELECTED: collections.OrderedDict[tuple, tuple[str, dict[str, Tensor], str, dic
     collections.OrderedDict()
 )
 _SELECTED_MAX = 2
-#: encoders loaded with ``load_encoder(..., share=True)``: key -> (LoadedEncoder, log lines)
+#: encoders loaded with ``load_encoder(..., share=True)``: key -> (LoadedEncoder, log lines).
+#: One: a grid runs the cells of one method and protocol one after another, and an encoder
+#: costs as much memory as its checkpoint's weights (~350 MB for ViT-B).
 _SHARED: collections.OrderedDict[tuple, tuple[LoadedEncoder, list[str]]] = collections.OrderedDict()
-_SHARED_MAX = 2
+_SHARED_MAX = 1
 _ENCODER_PART = re.compile(
     r"^(blocks\.\d+\.|patch_embed\.|norm\.|fc_norm\.|cls_token|reg_token|pos_embed)"
 )
