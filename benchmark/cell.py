@@ -185,7 +185,7 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
     Raises:
         SarjepaError: bad input (nothing written when raised before training starts).
     """
-    from sarjepa.benchmark.core.configs import cfg_to_dict
+    from sarjepa.benchmark.core.configs import cfg_to_dict, dump_cfg
     from sarjepa.benchmark.core.provenance import code_version, library_versions
     from sarjepa.benchmark.datasets import build_dataset
     from sarjepa.benchmark.trainers import TRAINER_REGISTRY
@@ -218,7 +218,7 @@ def run(cfg: Any, checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
             seed_everything(int(cfg.SEED))
         # the full config goes to log.txt only: on the terminal it would bury a data error
         runlog.to_file("** Config **")
-        runlog.to_file(cfg.dump().rstrip())
+        runlog.to_file(dump_cfg(cfg).rstrip())
         dataset = build_dataset(cfg)
         log(
             f"Dataset {_dataset_name(cfg)}: {len(dataset.train_x)} train, {len(dataset.val)} "

@@ -157,3 +157,18 @@ def test_register_cfg_extension(monkeypatch):
         cfg.TRAINER.MY.ALPHA = 0.5
 
     assert load_cfg(None, None, ["TRAINER.MY.ALPHA", "0.25"]).TRAINER.MY.ALPHA == 0.25
+
+
+def test_the_cells_config_dump_is_yacs_dump_text():
+    """A cell's log holds its config as ``dump_cfg`` writes it (libyaml's emitter): the same
+    text as yacs' ``cfg.dump()``, for the whole default config (tuples, lists, floats, bools,
+    empty strings, nested nodes) and for odd values."""
+    import sarjepa.benchmark.trainers  # noqa: F401  (registers the trainers' config keys)
+    from sarjepa.benchmark.core.configs import dump_cfg
+
+    cfg = get_cfg_default()
+    cfg.INPUT.SIZE = (112, 112)
+    cfg.DATASET.ROOT = "a path: with # and 'quotes'"
+    cfg.OPTIM.LR = 1e-7
+    cfg.extra = CN({"n": None, "x": [0.1, 2, "s"], "deep": CN({"b": True, "f": float("inf")})})
+    assert dump_cfg(cfg) == cfg.dump()

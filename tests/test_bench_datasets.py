@@ -204,3 +204,30 @@ def test_too_small_class_for_a_val_part(tmp_path):
         make_class_tree(root / "MSTAR_SOC", split, MSTAR_CLASSES, counts, ".jpeg")
     with pytest.raises(SarjepaError, match="class 'BTR60' has 2 image"):
         build_dataset(_cfg(tmp_path, "MSTAR_SOC", root))
+
+
+def test_posix_relpath_is_relpath_as_posix(tmp_path, monkeypatch):
+    """The fast path (a normalised path inside the folder as given) and the fallback both give
+    ``PurePath(os.path.relpath(path, start)).as_posix()``."""
+    import os
+    from pathlib import PurePath
+
+    from sarjepa.benchmark.datasets.base import posix_relpath
+
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        ("data/MSTAR_SOC/TEST/2S1/a.jpeg", "data/MSTAR_SOC"),  # the readers' case: fast path
+        (f"{tmp_path}/d/x/y.png", f"{tmp_path}/d"),
+        ("data/X/a.jpeg", "data/X/"),  # a trailing separator: relpath's way
+        ("data/X/../Y/a.jpeg", "data/X"),
+        ("./data/X/a.jpeg", "data/X"),
+        ("data//X/a.jpeg", "data/X"),
+        ("data/XY/a.jpeg", "data/X"),  # a prefix of the name, not the folder
+        ("data/X", "data/X"),
+        ("other/a.jpeg", "data/X"),
+        (f"{tmp_path}/data/X/a.jpeg", "data/X"),  # absolute inside a relative folder
+        ("data/X/a.jpeg", f"{tmp_path}/data/X"),
+        ("data/X/sub dir/ü.jpeg", "data/X"),
+    ]
+    for path, start in cases:
+        assert posix_relpath(path, start) == PurePath(os.path.relpath(path, start)).as_posix()

@@ -8,6 +8,7 @@ same ``random`` state gives the same lists. They take an optional ``rng`` (a ``r
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -146,6 +147,29 @@ def subsample_classes(*args: Sequence[Datum], subsample: str = "all") -> list[li
     ]
 
 
+def posix_relpath(path: str, start: str) -> str:
+    """``PurePath(os.path.relpath(path, start)).as_posix()``, without ``relpath``'s two
+    ``abspath`` calls when ``path`` is a normalised path inside the normalised folder ``start``
+    as given (the usual case: the readers join ``start`` and the names they list), where the
+    answer is the rest of the string. A grid cell calls this for every test image twice."""
+    n = len(start)
+    if (
+        path.startswith(start)
+        and path[n : n + 1] == os.sep
+        and _normalised(start)
+        and os.path.normpath(path) == path
+    ):
+        rel = path[n + 1 :]
+    else:
+        rel = os.path.relpath(path, start)
+    return rel if os.sep == "/" else PurePath(rel).as_posix()
+
+
+@functools.lru_cache(maxsize=16)
+def _normalised(folder: str) -> bool:
+    return bool(folder) and os.path.normpath(folder) == folder
+
+
 class DatasetBase:
     """A labelled dataset split into ``train_x``, ``val`` and ``test`` lists of ``Datum``.
 
@@ -208,7 +232,7 @@ class DatasetBase:
 
     def relpath(self, item: Datum) -> str:
         """``item.impath`` relative to ``dataset_dir`` with ``/`` separators."""
-        return PurePath(os.path.relpath(item.impath, self.dataset_dir)).as_posix()
+        return posix_relpath(item.impath, self.dataset_dir)
 
     def split_lists(self) -> dict[str, list[str]]:
         """``{"train": [...], "val": [...], "test": [...]}`` relative paths, in harness order."""
