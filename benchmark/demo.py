@@ -250,11 +250,6 @@ def pretrain_parallelism(n_methods: int, jobs: int, device: str | None) -> tuple
     return (1, 0) if procs == 1 else (procs, max(1, cores // procs))
 
 
-def grid_threads(jobs: int) -> int:
-    """Torch threads of a grid cell run by one of ``jobs`` processes (as the grid's own pool)."""
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
-
-
 def _early_cells(
     spec_dict: dict, cells: list[dict], run_dir: str, device: str | None, ckpts: list, threads: int
 ) -> list[tuple[str, str, str]]:
@@ -298,8 +293,10 @@ class _EarlyGrid:
     """
 
     def __init__(self, conf: dict, data: Path, grid_dir: Path, device: str | None, jobs: int):
+        from sarjepa.benchmark.grid.executors import cell_threads
+
         self.conf, self.data, self.grid_dir = conf, data, grid_dir
-        self.device, self.threads = device, grid_threads(jobs)
+        self.device, self.threads = device, cell_threads(jobs)
         self.submitted: set[str] = set()
 
     def tasks(self, ready: dict[str, str]) -> list[tuple[str, tuple]]:
@@ -315,15 +312,14 @@ class _EarlyGrid:
             if name in self.submitted:
                 continue
             self.submitted.add(name)
-            plan = plan_grid(_grid_spec(self.conf, {name: weights}, self.data))
+            spec = _grid_spec(self.conf, {name: weights}, self.data)
+            plan = plan_grid(spec)
             todo = [c for c in plan.cells if cell_state(self.grid_dir, c) == "todo"]
             if not todo:
                 continue
-            refs = [plan.checkpoints[c] for c in todo]
-            spec_dict = asdict(_grid_spec(self.conf, {name: weights}, self.data))
             cells = [asdict(c) for c in todo]
-            ckpts = [None if r is None else asdict(r) for r in refs]
-            args = (spec_dict, cells, str(self.grid_dir), self.device, ckpts, self.threads)
+            ckpts = [None if (r := plan.checkpoints[c]) is None else asdict(r) for c in todo]
+            args = (asdict(spec), cells, str(self.grid_dir), self.device, ckpts, self.threads)
             out.append((name, args))
         return out
 

@@ -433,7 +433,9 @@ def load_encoder(
         ref.check_unchanged()
         path, weights_key = ref.path, ref.weights_key
     path = str(path)
-    key = _share_key(path, weights_key, overrides, name_hint, default_img_size) if share else None
+    meta = read_sidecar(path)
+    load_args = [weights_key, dict(overrides or {}), name_hint, default_img_size, meta]
+    key = _share_key(path, load_args) if share else None
     if key is not None and key in _SHARED:
         _SHARED.move_to_end(key)
         loaded, lines = _SHARED[key]
@@ -448,7 +450,6 @@ def load_encoder(
             lines.append(line)
             outer(line)
 
-    meta = read_sidecar(path)
     fmt, sd, source, args = selected_weights(path, weights_key, meta)
     with _naming(path):
         base = infer_arch(sd, fmt)
@@ -497,15 +498,12 @@ def load_encoder(
     return loaded
 
 
-def _share_key(
-    path: str, weights_key: str, overrides: Mapping[str, Any] | None, name_hint: str, size: Any
-) -> tuple | None:
-    """What a shared encoder is remembered by: the file version and the load's arguments; None
-    when the file cannot be stat'ed (the load reports it)."""
+def _share_key(path: str, args: list) -> tuple | None:
+    """What a shared encoder is remembered by: the file version and the load's arguments (the
+    sidecar's metadata among them); None when the file cannot be stat'ed (the load reports it)."""
     p = Path(path).resolve()
     try:
         st = p.stat()
     except OSError:
         return None
-    args = json.dumps([weights_key, dict(overrides or {}), name_hint, size], default=str)
-    return (str(p), st.st_ino, st.st_size, st.st_mtime_ns, args)
+    return (str(p), st.st_ino, st.st_size, st.st_mtime_ns, json.dumps(args, default=str))

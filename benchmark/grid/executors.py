@@ -29,6 +29,12 @@ def _worker_init(gpu_queue, threads: int) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
 
 
+def cell_threads(jobs: int) -> int:
+    """Torch threads of a cell run by one of ``jobs`` local worker processes: the cores shared
+    out (at least 1). A cell's numbers depend on it, so whoever runs a grid's cells uses it."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
 def run_pool(todo, spec_dict, run_dir, jobs, device, record, seen, ckpts) -> None:
     """Run ``todo`` in ``jobs`` spawned worker processes (GPUs assigned round-robin)."""
     import multiprocessing as mp
@@ -41,7 +47,7 @@ def run_pool(todo, spec_dict, run_dir, jobs, device, record, seen, ckpts) -> Non
         queue = ctx.Manager().Queue()
         for i in range(jobs):
             queue.put(i % n_gpu)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = cell_threads(jobs)
     with ProcessPoolExecutor(
         jobs, mp_context=ctx, initializer=_worker_init, initargs=(queue, threads)
     ) as pool:
