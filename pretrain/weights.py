@@ -30,9 +30,11 @@ blocks or norms that the built model has no place for (layer scale, qk-norm ...)
 built without a random init (meta device, then every tensor loaded), so loading does not touch
 the global RNG.
 
-Size: over 400 lines because it is the one place that knows every checkpoint format (ours,
+Size: about 500 lines because it is the one place that knows every checkpoint format (ours,
 the authors', MAE, I-JEPA, plain state dicts) and maps each onto the encoder; splitting it by
-format would spread the shared key-mapping rules over several files.
+format would spread the shared key-mapping rules over several files. The two per-process
+memos (a checkpoint's selected weights; a frozen encoder shared by a grid's feature cells) sit
+beside the loader they short-cut.
 """
 
 from __future__ import annotations

@@ -255,7 +255,7 @@ def test_demo_on_a_fake_mstar_release_runs_end_to_end_and_resumes(
 
 
 def test_pretrain_parallelism_rule(monkeypatch) -> None:
-    import sarjepa.benchmark.demo as demo
+    import sarjepa.benchmark.demo_workers as demo
 
     monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
     assert demo.pretrain_parallelism(3, 2, "cpu") == (2, 1)  # one process per core, 1 thread
@@ -294,7 +294,7 @@ def test_parallel_pretraining_equals_one_process_at_one_thread(tmp_path: Path) -
 
 
 def test_worker_progress_is_read_from_its_console_lines(tmp_path: Path) -> None:
-    from sarjepa.benchmark.demo import _epochs_logged
+    from sarjepa.benchmark.demo_workers import _epochs_logged
 
     console = tmp_path / "console.txt"
     assert _epochs_logged(console) == 0  # not started
