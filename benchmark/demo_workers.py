@@ -261,6 +261,6 @@ def pretrain_in_workers(
                 bar.n = sum(epochs.values())
                 bar.set_postfix_str(", ".join(f"{n} {epochs[n]}/{totals[n]}" for n in tasks))
         except BaseException:
-            for f in futures:
+            for f in (*futures, *cell_jobs):
                 f.cancel()
             raise
