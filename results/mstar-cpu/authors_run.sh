@@ -13,35 +13,9 @@ STAGES=${4:-4}
 STEPS=${STEPS:-2 3 4}
 source "$(dirname "$0")/_env.sh"
 last=$((STAGES - 1))
-authors_one() {  # SEED
-  local out="$WORK/authors/seed$1"
-  [ -f "$out/checkpoint-$last.pth" ] && return 0
-  /usr/bin/time -f "authors seed$1: %e s wall, %U s user" -a -o "$WORK/pretrain_times.txt" \
-    $PY results/mstar-cpu/authors_pretrain.py "$AUTHORS" "$WORK/pool" "$out" "$1" "$ITERS" \
-    "$STAGES" > "$WORK/authors_$1.log" 2>&1
-}
-export -f authors_one
-export AUTHORS WORK PY ITERS STAGES last
-step 2 && printf '%s\n' 0 1 | xargs -P "$JOBS" -I{} bash -c 'authors_one {}'
-step 3 || step 4 || exit 0
-cks="$WORK/authors/seed0/checkpoint-$last.pth,$WORK/authors/seed1/checkpoint-$last.pth"
-if step 3; then
-# the same cells as run.sh step 3, in the same run folders (their label: authors@1, authors@2)
-# shellcheck disable=SC2086
-$PY -m sarjepa grid --methods "authors=$cks" --datasets MSTAR_SOC --shots 10 20 40 \
-  --seeds $SPLIT_SEEDS --protocols logreg knn --data "$WORK/data" \
-  --config vit_tiny_cpu --out "$WORK/grid_authors" --jobs "$JOBS" --force $BACKBONE
-# shellcheck disable=SC2086
-$PY -m sarjepa grid --methods "authors=$cks" --datasets MSTAR_EOC1 --shots 10 20 40 \
-  --seeds $SPLIT_SEEDS --protocols logreg knn --data "$WORK/data" \
-  --config vit_tiny_cpu --out "$WORK/grid_authors_eoc1" --jobs "$JOBS" --force $BACKBONE
+# `if`, not `&&`: a function called in an && list runs without set -e
+if step 2; then
+  seed_runs authors results/mstar-cpu/authors_pretrain.py "$AUTHORS" "$ITERS" "$STAGES"
 fi
-step 4 || exit 0
-args=()
-for e in $(seq 0 $last); do
-  args+=("authors_n$(( (e + 1) * ITERS * 32 ))=$WORK/authors/seed0/checkpoint-$e.pth")
-done
-# shellcheck disable=SC2086
-$PY -m sarjepa grid --methods "${args[@]}" --datasets MSTAR_SOC --shots 10 \
-  --seeds $SPLIT_SEEDS --protocols logreg --data "$WORK/data" \
-  --config vit_tiny_cpu --out "$WORK/curve_authors" --jobs "$JOBS" --force $BACKBONE
+if step 3; then seed_grids authors; fi  # labels authors@1, @2
+if step 4; then seed_curve authors $((ITERS * 32)); fi

@@ -12,32 +12,10 @@ EPOCHS=${3:-4}
 STEPS=${STEPS:-2 3 4}
 source "$(dirname "$0")/_env.sh"
 last=$((EPOCHS - 1))
-mae_one() {  # SEED
-  local out="$WORK/mae_upstream/seed$1"
-  [ -f "$out/checkpoint-$last.pth" ] && return 0
-  /usr/bin/time -f "mae_upstream seed$1: %e s wall, %U s user" -a -o "$WORK/pretrain_times.txt" \
-    $PY results/mstar-cpu/mae_upstream_pretrain.py "$MAE" "$WORK/pool" "$out" "$1" "$EPOCHS" \
-    > "$WORK/mae_upstream_$1.log" 2>&1
-}
-export -f mae_one
-export MAE WORK PY EPOCHS last
-step 2 && printf '%s\n' 0 1 | xargs -P "$JOBS" -I{} bash -c 'mae_one {}'
-cks="$WORK/mae_upstream/seed0/checkpoint-$last.pth,$WORK/mae_upstream/seed1/checkpoint-$last.pth"
-if step 3; then  # run.sh's step 3 cells, label mae_upstream (mae_upstream@1, @2)
-  for ds in MSTAR_SOC MSTAR_EOC1; do
-    # shellcheck disable=SC2086
-    $PY -m sarjepa grid --methods "mae_upstream=$cks" --datasets $ds --shots 10 20 40 \
-      --seeds $SPLIT_SEEDS --protocols logreg knn --data "$WORK/data" --config vit_tiny_cpu \
-      --out "$WORK/grid_mae_upstream_$ds" --jobs "$JOBS" --force $BACKBONE
-  done
+# `if`, not `&&`: a function called in an && list runs without set -e
+if step 2; then
+  seed_runs mae_upstream results/mstar-cpu/mae_upstream_pretrain.py "$MAE" "$EPOCHS"
 fi
-step 4 || exit 0
-args=()
-n=$(python -c "print(13520 // 32 * 32)")   # samples per epoch: full passes, drop_last
-for e in $(seq 0 $last); do
-  args+=("mae_upstream_n$(( (e + 1) * n ))=$WORK/mae_upstream/seed0/checkpoint-$e.pth")
-done
-# shellcheck disable=SC2086
-$PY -m sarjepa grid --methods "${args[@]}" --datasets MSTAR_SOC --shots 10 \
-  --seeds $SPLIT_SEEDS --protocols logreg --data "$WORK/data" \
-  --config vit_tiny_cpu --out "$WORK/curve_mae_upstream" --jobs "$JOBS" --force $BACKBONE
+if step 3; then seed_grids mae_upstream; fi  # labels mae_upstream@1, @2
+# samples per epoch: full passes over the 13,520-chip pool, drop_last
+if step 4; then seed_curve mae_upstream $((13520 / 32 * 32)); fi
