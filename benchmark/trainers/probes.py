@@ -315,11 +315,12 @@ class MIMLogreg(_FeatureProbe):
         rule, items = c_selection_images(self.dataset)
         refine = int(opts.REFINE_STEPS)
         folds = cv_folds(yn) if rule == "train" else []
-        xs = standardise(xd)[0]
+        self.stats = mean, std = feature_stats(xd)  # as standardise(xd, ...) uses them
+        xs = (xd - mean) / std
         fitted: dict[float, Any] = {}  # models of the val search, fitted on (xs, yn)
         if rule == "val":
             vx, vy = self._split(items, "val features")
-            xs, vxs = standardise(xd, vx.double().numpy())
+            vxs = (vx.double().numpy() - mean) / std
             self.c, self.tried = choose_c(
                 (xs, yn), (vxs, vy.numpy()), grid, refine, max_iter, fitted
             )
@@ -337,7 +338,6 @@ class MIMLogreg(_FeatureProbe):
             )
         else:
             self.log(f"logreg: C = TRAINER.LOGREG.C = {self.c:.4g} (no test-free val split)")
-        self.stats = feature_stats(xd)
         self.clf = fitted[self.c] if self.c in fitted else _fit(xs, yn, self.c, max_iter)
 
     def scores(self, feats: Tensor) -> Tensor:
